@@ -1,0 +1,91 @@
+"""PyFlue: persistent agents and observable workflows over a lean model layer.
+
+The public API. Names resolve lazily (PEP 562), so ``import pyflue`` costs little more than its
+dependencies: the turn loop, stores, providers and adapters load when first used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.3.0.dev0"
+
+_EXPORTS: dict[str, str] = {
+    # agents
+    "create_agent": "pyflue.agent",
+    "init": "pyflue.agent",
+    "AgentDefinition": "pyflue.agent",
+    "AgentContext": "pyflue.agent",
+    "AgentConfig": "pyflue.config",
+    "AgentHarness": "pyflue.agent",
+    "Session": "pyflue.session",
+    "PromptResult": "pyflue.session",
+    "define_tool": "pyflue.tools",
+    "Tool": "pyflue.tools",
+    "ToolContext": "pyflue.tools",
+    # profiles and compaction
+    "define_agent_profile": "pyflue.profiles",
+    "extend_agent_profile": "pyflue.profiles",
+    "AgentProfile": "pyflue.profiles",
+    "CompactionConfig": "pyflue.compaction",
+    # workflows and runs
+    "FlueContext": "pyflue.workflow",
+    "invoke_workflow": "pyflue.workflow",
+    "Project": "pyflue.project",
+    "list_runs": "pyflue.runs",
+    "get_run": "pyflue.runs",
+    "iter_events": "pyflue.runs",
+    "cancel_run": "pyflue.runs",
+    "prune_runs": "pyflue.runs",
+    "RunRecord": "pyflue.stores.base",
+    # dispatch
+    "dispatch": "pyflue.dispatch",
+    "Dispatcher": "pyflue.dispatch",
+    "DispatchReceipt": "pyflue.dispatch",
+    # events
+    "Event": "pyflue.events",
+    "EventBus": "pyflue.events",
+    "observe": "pyflue.events",
+    "unobserve": "pyflue.events",
+    # models
+    "Usage": "pyflue.models.base",
+    "Model": "pyflue.models.base",
+    "ModelSettings": "pyflue.models.base",
+    "register_provider": "pyflue.models.registry",
+    "resolve_model": "pyflue.models.registry",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__", "errors"])
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
+    from . import errors
+    from .agent import AgentContext, AgentDefinition, AgentHarness, create_agent, init
+    from .compaction import CompactionConfig
+    from .config import AgentConfig
+    from .events import Event, EventBus, observe, unobserve
+    from .models.base import Model, ModelSettings, Usage
+    from .models.registry import register_provider, resolve_model
+    from .profiles import AgentProfile, define_agent_profile, extend_agent_profile
+    from .project import Project
+    from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
+    from .session import PromptResult, Session
+    from .stores.base import RunRecord
+    from .tools import Tool, ToolContext, define_tool
+    from .workflow import FlueContext, invoke_workflow
+    from .dispatch import DispatchReceipt, Dispatcher, dispatch
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name == "errors":
+            return import_module("pyflue.errors")
+        raise AttributeError(f"module 'pyflue' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,72 @@
+"""Time-sortable ids.
+
+All ids are ULIDs (26 Crockford base32 characters): sortable by creation time and, within one
+process, strictly increasing even inside one millisecond (the random part is incremented, as the
+ULID spec's monotonic mode says). Run ids are ``workflow:<name>:<ulid>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+from ulid import ULID
+
+__all__ = ["check_id", "new_dispatch_id", "new_event_id", "new_operation_id", "new_run_id", "new_ulid"]
+
+_lock = threading.Lock()
+_last_ms = 0
+_last_rand = 0
+_RAND_MAX = (1 << 80) - 1
+
+
+def new_ulid() -> str:
+    """A new ULID string, strictly greater than any this process made before."""
+    global _last_ms, _last_rand
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            rand = _last_rand + 1
+            if rand > _RAND_MAX:  # 2**80 ids in one millisecond: move to the next one
+                ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big") >> 1
+        else:
+            # Leave headroom so increments within this millisecond never overflow.
+            rand = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_ms, _last_rand = ms, rand
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + rand.to_bytes(10, "big")))
+
+
+new_event_id = new_ulid
+new_operation_id = new_ulid
+new_dispatch_id = new_ulid
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def new_run_id(workflow: str) -> str:
+    """``workflow:<name>:<ulid>`` for a workflow named by a project file."""
+    if not _NAME.match(workflow):
+        from .errors import ConfigError
+
+        raise ConfigError(f"workflow name {workflow!r} must match [a-z0-9][a-z0-9_-]*")
+    return f"workflow:{workflow}:{new_ulid()}"
+
+
+_MAX_ID = 256
+
+
+def check_id(value: object, what: str = "id") -> str:
+    """Validate a user-supplied instance/session id. Ids are data, never paths: any printable text
+    up to 256 characters is accepted as is (``..`` and ``a/b`` are ordinary, distinct ids)."""
+    from .errors import InvalidIdError
+
+    if not isinstance(value, str):
+        raise InvalidIdError(f"{what} must be a string, got {type(value).__name__}")
+    if not value or len(value) > _MAX_ID:
+        raise InvalidIdError(f"{what} must be 1 to {_MAX_ID} characters, got {len(value)}")
+    if not value.isprintable():
+        raise InvalidIdError(f"{what} {value!r} contains control characters; use printable text")
+    return value
