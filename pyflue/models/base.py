@@ -45,7 +45,12 @@ FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filte
 
 @dataclass(slots=True)
 class Usage:
-    """Tokens and requests; ``a + b`` adds up across calls, operations and runs."""
+    """Tokens and requests; ``a + b`` adds up across calls, operations and runs.
+
+    ``input_tokens`` counts the whole prompt, cached parts included (as the OpenTelemetry GenAI
+    conventions define it); ``cache_read_tokens`` and ``cache_write_tokens`` are the parts of it read
+    from or written to the provider's prompt cache.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -116,6 +121,10 @@ class OutputSchema:
 
 @dataclass(slots=True)
 class ModelRequest:
+    """One model call. When ``output`` is set, a model whose ``output_mode`` is ``"native"`` answers
+    with the output's JSON text as its text (OpenAI: ``response_format`` json_schema; Anthropic: a
+    forced tool whose input is turned back into text), so the turn loop parses text either way."""
+
     messages: list[Message]
     instructions: str | None = None
     tools: list[ToolDefinition] = field(default_factory=list)
