@@ -56,13 +56,53 @@ _EXPORTS: dict[str, str] = {
     "resolve_model": "pyflue.models.registry",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__", "errors"])
+__all__ = [
+    "AgentConfig",
+    "AgentContext",
+    "AgentDefinition",
+    "AgentHarness",
+    "AgentProfile",
+    "CompactionConfig",
+    "DispatchReceipt",
+    "Dispatcher",
+    "Event",
+    "EventBus",
+    "FlueContext",
+    "Model",
+    "ModelSettings",
+    "Project",
+    "PromptResult",
+    "RunRecord",
+    "Session",
+    "Tool",
+    "ToolContext",
+    "Usage",
+    "__version__",
+    "cancel_run",
+    "create_agent",
+    "define_agent_profile",
+    "define_tool",
+    "dispatch",
+    "errors",
+    "extend_agent_profile",
+    "get_run",
+    "init",
+    "invoke_workflow",
+    "iter_events",
+    "list_runs",
+    "observe",
+    "prune_runs",
+    "register_provider",
+    "resolve_model",
+    "unobserve",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from . import errors
     from .agent import AgentContext, AgentDefinition, AgentHarness, create_agent, init
     from .compaction import CompactionConfig
     from .config import AgentConfig
+    from .dispatch import Dispatcher, DispatchReceipt, dispatch
     from .events import Event, EventBus, observe, unobserve
     from .models.base import Model, ModelSettings, Usage
     from .models.registry import register_provider, resolve_model
@@ -73,7 +113,6 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .stores.base import RunRecord
     from .tools import Tool, ToolContext, define_tool
     from .workflow import FlueContext, invoke_workflow
-    from .dispatch import DispatchReceipt, Dispatcher, dispatch
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,16 @@ import re
 import threading
 import time
 
-from ulid import ULID
-
-__all__ = ["check_id", "new_dispatch_id", "new_event_id", "new_operation_id", "new_run_id", "new_ulid"]
+__all__ = [
+    "check_id",
+    "encode_ulid",
+    "new_dispatch_id",
+    "new_event_id",
+    "new_operation_id",
+    "new_run_id",
+    "new_ulid",
+    "new_ulid_int",
+]
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -24,6 +31,24 @@ _RAND_MAX = (1 << 80) - 1
 
 def new_ulid() -> str:
     """A new ULID string, strictly greater than any this process made before."""
+    return encode_ulid(new_ulid_int())
+
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
+def encode_ulid(value: int) -> str:
+    """Crockford base32 of a 128-bit ULID (26 characters)."""
+    out = []
+    for _ in range(13):
+        out.append(_PAIRS[value & 0x3FF])
+        value >>= 10
+    return "".join(reversed(out))
+
+
+def new_ulid_int() -> int:
+    """A new ULID as an int, strictly greater than any this process made before."""
     global _last_ms, _last_rand
     with _lock:
         ms = time.time_ns() // 1_000_000
@@ -36,7 +61,7 @@ def new_ulid() -> str:
             # Leave headroom so increments within this millisecond never overflow.
             rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last_ms, _last_rand = ms, rand
-    return str(ULID.from_bytes(ms.to_bytes(6, "big") + rand.to_bytes(10, "big")))
+    return (ms << 80) | rand
 
 
 new_event_id = new_ulid

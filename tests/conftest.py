@@ -22,7 +22,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _no_model_override(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose their models; a developer's PYFLUE_MODEL or keys must not leak in."""
-    for var in ("PYFLUE_MODEL", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+    for var in (
+        "PYFLUE_MODEL",
+        "ANTHROPIC_API_KEY",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "OPENAI_BASE_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

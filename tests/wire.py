@@ -58,16 +58,31 @@ class WireServer:
         self.replies.append(reply)
 
     def json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self.reply(Reply(status, json.dumps(payload).encode(), headers={"content-type": "application/json",
-                                                                         **(headers or {})}))
+        self.reply(
+            Reply(
+                status,
+                json.dumps(payload).encode(),
+                headers={"content-type": "application/json", **(headers or {})},
+            )
+        )
 
-    def sse(self, events: list[tuple[str | None, Any]], *, split: int | None = None, cut: bool = False,
-            headers: dict[str, str] | None = None, raw_tail: bytes = b"") -> None:
+    def sse(
+        self,
+        events: list[tuple[str | None, Any]],
+        *,
+        split: int | None = None,
+        cut: bool = False,
+        headers: dict[str, str] | None = None,
+        raw_tail: bytes = b"",
+    ) -> None:
         """Stream ``(event name or None, data)`` pairs; ``split`` cuts the bytes into chunks of that size."""
         text = b"".join(_sse_event(name, data) for name, data in events) + raw_tail
         chunks = [text[i : i + split] for i in range(0, len(text), split)] if split else [text]
-        self.reply(Reply(200, chunks=chunks, cut=cut,
-                         headers={"content-type": "text/event-stream", **(headers or {})}))
+        self.reply(
+            Reply(
+                200, chunks=chunks, cut=cut, headers={"content-type": "text/event-stream", **(headers or {})}
+            )
+        )
 
     def reset(self) -> None:
         self.replies.clear()
@@ -76,7 +91,9 @@ class WireServer:
     # -- the ASGI app ------------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
-        self.requests.append(Seen(request.method, request.url.path, dict(request.headers), await request.body()))
+        self.requests.append(
+            Seen(request.method, request.url.path, dict(request.headers), await request.body())
+        )
         if not self.replies:
             return Response(b'{"error": "no reply scripted"}', 599)
         reply = self.replies.popleft()
@@ -118,7 +135,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def _wire_server() -> Iterator[WireServer]:
     wire = WireServer()
-    config = uvicorn.Config(wire.app(), host="127.0.0.1", port=wire.port, log_level="critical", lifespan="off")
+    config = uvicorn.Config(
+        wire.app(), host="127.0.0.1", port=wire.port, log_level="critical", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

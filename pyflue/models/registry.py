@@ -42,13 +42,17 @@ def resolve_model(model: str | Model | None, env: Mapping[str, str] | None = Non
     if model is not None and not isinstance(model, str):
         if isinstance(model, Model):
             return model
-        raise ConfigError(f"model must be a 'provider/model' string or a Model object, got {type(model).__name__}")
+        raise ConfigError(
+            f"model must be a 'provider/model' string or a Model object, got {type(model).__name__}"
+        )
     override = env.get("PYFLUE_MODEL")
     if override:
         model = override
     if not model:
-        raise ConfigError("no model configured; set 'model' on the agent (e.g. 'anthropic/claude-haiku-4-5'), "
-                          "or PYFLUE_MODEL=test to run offline")
+        raise ConfigError(
+            "no model configured; set 'model' on the agent (e.g. 'anthropic/claude-haiku-4-5'), "
+            "or PYFLUE_MODEL=test to run offline"
+        )
     provider, name = _split(model)
     if provider == "test":
         from .testing import TestModel
@@ -59,12 +63,16 @@ def resolve_model(model: str | Model | None, env: Mapping[str, str] | None = Non
     if provider == "anthropic":
         return _anthropic(name, env)
     if provider == "openai":
-        return _openai(name, env, "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1", True)
+        return _openai(
+            name, env, "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1", True
+        )
     if provider in _COMPATIBLE:
         spec = _COMPATIBLE[provider]
         return _openai(name, env, provider, spec.key_env, spec.url_env, spec.base_url, spec.key_required)
-    raise ConfigError(f"unknown model provider {provider!r} in {model!r}; known: {', '.join(known_providers())} "
-                      "(or register_provider() your own)")
+    raise ConfigError(
+        f"unknown model provider {provider!r} in {model!r}; known: {', '.join(known_providers())} "
+        "(or register_provider() your own)"
+    )
 
 
 def _split(model: str) -> tuple[str, str]:
@@ -73,16 +81,20 @@ def _split(model: str) -> tuple[str, str]:
         return "test", model[5:]
     cut = min((i for i in (model.find("/"), model.find(":")) if i > 0), default=-1)
     if cut < 0 or cut == len(model) - 1:
-        raise ConfigError(f"model {model!r} must look like 'provider/model' (e.g. 'anthropic/claude-haiku-4-5', "
-                          "'openai/gpt-4.1-mini', 'ollama/llama3.1') or be 'test'")
+        raise ConfigError(
+            f"model {model!r} must look like 'provider/model' (e.g. 'anthropic/claude-haiku-4-5', "
+            "'openai/gpt-4.1-mini', 'ollama/llama3.1') or be 'test'"
+        )
     return model[:cut], model[cut + 1 :]
 
 
 def _key(env: Mapping[str, str], var: str, required: bool) -> str | None:
     key = env.get(var)
     if not key and required:
-        raise ConfigError(f"{var} is not set; export it, pass api_key=..., or use model='test' "
-                          "(or PYFLUE_MODEL=test) to run offline")
+        raise ConfigError(
+            f"{var} is not set; export it, pass api_key=..., or use model='test' "
+            "(or PYFLUE_MODEL=test) to run offline"
+        )
     return key or None
 
 
@@ -93,14 +105,23 @@ def _anthropic(name: str, env: Mapping[str, str]) -> Model:
     return AnthropicModel(name, api_key=_key(env, "ANTHROPIC_API_KEY", True), base_url=base)
 
 
-def _openai(name: str, env: Mapping[str, str], provider: str, key_env: str, url_env: str | None,
-            default_url: str | None, key_required: bool) -> Model:
+def _openai(
+    name: str,
+    env: Mapping[str, str],
+    provider: str,
+    key_env: str,
+    url_env: str | None,
+    default_url: str | None,
+    key_required: bool,
+) -> Model:
     from .openai import OpenAIChatModel
 
     base = (env.get(url_env) if url_env else None) or default_url
     if not base:
         raise ConfigError(f"{provider} needs a base URL; export {url_env}=http://host:port/v1")
-    return OpenAIChatModel(name, api_key=_key(env, key_env, key_required), base_url=base, provider_name=provider)
+    return OpenAIChatModel(
+        name, api_key=_key(env, key_env, key_required), base_url=base, provider_name=provider
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +137,11 @@ _COMPATIBLE: dict[str, _Compatible] = {
     "ollama": _Compatible("OLLAMA_API_KEY", "OLLAMA_BASE_URL", "http://localhost:11434/v1", False),
     "lmstudio": _Compatible("LMSTUDIO_API_KEY", "LMSTUDIO_BASE_URL", "http://localhost:1234/v1", False),
     "vllm": _Compatible("VLLM_API_KEY", "VLLM_BASE_URL", "http://localhost:8000/v1", False),
-    "openrouter": _Compatible("OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1", True),
-    "gemini": _Compatible("GEMINI_API_KEY", "GEMINI_BASE_URL",
-                          "https://generativelanguage.googleapis.com/v1beta/openai", True),
+    "openrouter": _Compatible(
+        "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1", True
+    ),
+    "gemini": _Compatible(
+        "GEMINI_API_KEY", "GEMINI_BASE_URL", "https://generativelanguage.googleapis.com/v1beta/openai", True
+    ),
     "openai-compatible": _Compatible("OPENAI_API_KEY", "OPENAI_BASE_URL", None, False),
 }

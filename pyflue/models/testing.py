@@ -86,7 +86,9 @@ class TestModel:
 
     def _respond(self, request: ModelRequest) -> ModelResponse:
         last = request.messages[-1] if request.messages else None
-        results = [p for p in last.parts if isinstance(p, ToolResultPart)] if isinstance(last, UserMessage) else []
+        results = (
+            [p for p in last.parts if isinstance(p, ToolResultPart)] if isinstance(last, UserMessage) else []
+        )
         parts: list[AssistantPart]
         if not results and request.tools:
             calls = self._calls(request)
@@ -222,11 +224,17 @@ def _words(text: str) -> list[str]:
     if not text:
         return [""]
     pieces = text.split(" ")
-    return [piece + " " for piece in pieces[:-1]] + [pieces[-1]] if pieces[-1] else [p + " " for p in pieces[:-1]]
+    return (
+        [piece + " " for piece in pieces[:-1]] + [pieces[-1]]
+        if pieces[-1]
+        else [p + " " for p in pieces[:-1]]
+    )
 
 
 def _usage(request: ModelRequest, parts: list[AssistantPart]) -> Usage:
-    words_in = sum(len(dumps(m).split()) for m in request.messages) + len((request.instructions or "").split())
+    words_in = sum(len(dumps(m).split()) for m in request.messages) + len(
+        (request.instructions or "").split()
+    )
     words_out = sum(len(dumps(p).split()) for p in parts)
     return Usage(input_tokens=50 + words_in, output_tokens=words_out, requests=1)
 

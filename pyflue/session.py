@@ -1,0 +1,314 @@
+"""Sessions: one conversation of an agent instance, and the operations run on it.
+
+Operations on one session run one at a time in arrival order (a FIFO lock shared by every harness of
+the process); different sessions run concurrently. ``abort()`` cancels the operation in flight on
+this session only (queued operations go on) and leaves the history consistent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .errors import AbortedError, ConfigError, error_payload
+from .events import Event, reset_sink, set_sink
+from .ids import new_operation_id
+from .loop import Turns
+from .models.base import Model, ModelSettings, Usage
+from .models.messages import AssistantMessage, UserMessage, user_parts
+from .models.registry import resolve_model
+from .output import output_spec
+from .stores.base import SessionKey
+
+if TYPE_CHECKING:
+    from .agent import AgentHarness
+
+__all__ = ["PromptResult", "PromptStream", "Session"]
+
+
+@dataclass(slots=True)
+class PromptResult:
+    """What an operation produced. ``messages`` are the messages it added to the history."""
+
+    text: str
+    usage: Usage
+    operation_id: str
+    messages: list[UserMessage | AssistantMessage] = field(default_factory=list)
+    finish_reason: str = "stop"
+    output: Any = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Session:
+    """A conversation: its history, and ``prompt`` / ``stream`` / ``task`` / ``compact`` / ``abort``."""
+
+    def __init__(
+        self,
+        harness: AgentHarness,
+        session_id: str,
+        history: list[UserMessage | AssistantMessage],
+        lock: anyio.Lock,
+    ) -> None:
+        self.harness = harness
+        self.id = session_id
+        self.key = SessionKey(harness.name, harness.id, session_id)
+        self._history = history
+        self._lock = lock
+        self._scope: anyio.CancelScope | None = None
+        self._abort_reason: str | None = None
+
+    @property
+    def history(self) -> list[UserMessage | AssistantMessage]:
+        """A copy of the messages so far."""
+        return list(self._history)
+
+    def __repr__(self) -> str:
+        return f"Session({self.harness.name!r}, {self.harness.id!r}, {self.id!r})"
+
+    # -- operations --------------------------------------------------------------------------------
+
+    async def prompt(
+        self,
+        input: str | list[Any],
+        *,
+        result: Any = None,
+        model: str | Model | None = None,
+        model_settings: ModelSettings | None = None,
+    ) -> PromptResult:
+        """Send ``input`` (text, or a list of text/image parts) and run the turn loop to the answer.
+        With ``result=`` a type, ``.output`` is the validated value."""
+        return await self._operate("prompt", input, result, model, model_settings, stream=False)
+
+    def stream(
+        self,
+        input: str | list[Any],
+        *,
+        result: Any = None,
+        model: str | Model | None = None,
+        model_settings: ModelSettings | None = None,
+    ) -> PromptStream:
+        """Like :meth:`prompt`, yielding the operation's events as they happen (text deltas, tool
+        calls, nested task events) and then the :class:`PromptResult`."""
+        return PromptStream(self, input, result, model, model_settings)
+
+    async def task(
+        self, input: str | list[Any], *, agent: str | None = None, result: Any = None
+    ) -> PromptResult:
+        """Delegate to a subagent in a fresh child session (see :mod:`pyflue.tasks`)."""
+        from .tasks import run_task
+
+        return await run_task(self, input, agent=agent, result=result)
+
+    async def compact(self, keep_recent: int | None = None, instructions: str | None = None) -> Any:
+        """Summarise older messages now (see :mod:`pyflue.compaction`)."""
+        from .compaction import compact_session
+
+        return await compact_session(self, keep_recent=keep_recent, instructions=instructions)
+
+    async def abort(self, reason: str = "aborted") -> bool:
+        """Cancel this session's operation in flight; False when none is running."""
+        if self._scope is None:
+            return False
+        self._abort_reason = reason
+        self._scope.cancel()
+        return True
+
+    async def _operate(
+        self,
+        kind: str,
+        input: str | list[Any],
+        result: Any,
+        model: str | Model | None,
+        model_settings: ModelSettings | None,
+        *,
+        stream: bool,
+        parent_id: str | None = None,
+        operation_id: str | None = None,
+    ) -> PromptResult:
+        harness = self.harness
+        config = harness.config
+        parts = user_parts(input)
+        spec = output_spec(result) if result is not None else None
+        chosen = resolve_model(model, harness.context.env) if model is not None else harness.model
+        settings: ModelSettings = {**config.model_settings, **(model_settings or {})}  # type: ignore[typeddict-item]
+        op_id = operation_id or new_operation_id()
+        bus = harness.bus
+
+        def emit(type: str, data: dict[str, Any]) -> Event | None:
+            return bus.emit(type, data, harness.name, harness.id, self.id, op_id, parent_id)
+
+        async with self._lock:
+            turns = Turns(
+                self,
+                chosen,
+                harness.instructions(),
+                _tools_of(self),
+                settings,
+                spec,
+                config.max_turns,
+                config.output_retries,
+                emit,
+                op_id,
+                stream,
+                config.tool_timeout,
+            )
+            turns.compactor = _compactor_of(self)
+            started = time.perf_counter()
+            async with bus.delivering():
+                emit("operation_start", {"kind": kind, "input": _describe(input)})
+                with anyio.CancelScope() as scope:
+                    self._scope, self._abort_reason = scope, None
+                    try:
+                        text, output = await turns.run(UserMessage(parts))  # type: ignore[arg-type]
+                    except BaseException as exc:
+                        self._scope = None
+                        with anyio.CancelScope(shield=True):
+                            await self._settle(turns)
+                            if not scope.cancel_called or self._abort_reason is None:
+                                status = (
+                                    "cancelled"
+                                    if isinstance(exc, anyio.get_cancelled_exc_class())
+                                    else "failed"
+                                )
+                                emit("operation_end", _end(status, turns, started, exc))
+                        if not (scope.cancel_called and self._abort_reason is not None):
+                            raise
+                self._scope = None
+                if scope.cancel_called and self._abort_reason is not None:
+                    reason = self._abort_reason
+                    emit("abort", {"reason": reason})
+                    error = AbortedError(f"operation {op_id} was aborted: {reason}")
+                    emit("operation_end", _end("aborted", turns, started, error))
+                    raise error
+                emit("operation_end", {**_end("completed", turns, started, None), "text": text})
+        return PromptResult(text, turns.usage, op_id, turns.new, turns.finish_reason, output)
+
+    async def _settle(self, turns: Turns) -> None:
+        """After a failure: an operation that got no answer leaves no trace in the history (the
+        caller can simply retry); one that made progress keeps it, tool calls all answered."""
+        if not any(isinstance(m, AssistantMessage) for m in turns.new):
+            for message in turns.new:
+                self._history.remove(message)
+            turns.unsaved.clear()
+            turns.new.clear()
+            return
+        await turns.save()
+
+
+def _tools_of(session: Session) -> dict[str, Any]:
+    tools = session.harness.tools
+    task_tool = getattr(session.harness, "task_tool", None)
+    if task_tool is not None:
+        return {**tools, task_tool.name: task_tool}
+    return tools
+
+
+def _compactor_of(session: Session) -> Any:
+    factory = getattr(session.harness, "compactor", None)
+    return factory() if callable(factory) else None
+
+
+def _end(status: str, turns: Turns, started: float, exc: BaseException | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": status,
+        "usage": turns.usage.to_dict(),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    if exc is not None:
+        data["error"] = error_payload(exc)
+    return data
+
+
+def _describe(input: str | list[Any]) -> Any:
+    """The operation's input as JSON-friendly data (image bytes summarised, not copied)."""
+    if isinstance(input, str):
+        return input
+    out: list[Any] = []
+    for item in input:
+        if isinstance(item, dict):
+            out.append({k: (f"<{len(v)} bytes>" if isinstance(v, bytes) else v) for k, v in item.items()})
+        else:
+            out.append(repr(item) if not isinstance(item, str) else item)
+    return out
+
+
+class PromptStream:
+    """The events of one streamed operation, then its :class:`PromptResult` (also kept as
+    ``.result``). Iterate it directly, or use ``async with session.stream(...) as events`` when you
+    may stop early: leaving the block cancels the operation cleanly."""
+
+    def __init__(
+        self,
+        session: Session,
+        input: str | list[Any],
+        result: Any,
+        model: str | Model | None,
+        settings: ModelSettings | None,
+    ) -> None:
+        self._args = (session, input, result, model, settings)
+        self.result: PromptResult | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[Event | PromptResult | BaseException] | None = None
+
+    async def __aenter__(self) -> PromptStream:
+        if self._tg is not None:
+            raise ConfigError("a PromptStream runs once")
+        send, receive = anyio.create_memory_object_stream[Event | PromptResult | BaseException](math.inf)
+        session, input, result, model, settings = self._args
+
+        async def produce() -> None:
+            token = set_sink(send.send_nowait)
+            try:
+                res = await session._operate("prompt", input, result, model, settings, stream=True)
+                send.send_nowait(res)
+            except Exception as exc:
+                send.send_nowait(exc)
+            finally:
+                reset_sink(token)
+                send.close()
+
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(produce)
+        self._receive = receive
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        if self.result is None:
+            self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._receive is not None:
+                self._receive.close()
+
+    def __aiter__(self) -> AsyncIterator[Event | PromptResult]:
+        if self._tg is None:
+            return self._own()
+        return self._items()
+
+    async def _own(self) -> AsyncIterator[Event | PromptResult]:
+        async with self:
+            async for item in self._items():
+                yield item
+
+    async def _items(self) -> AsyncIterator[Event | PromptResult]:
+        assert self._receive is not None
+        async for item in self._receive:
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, PromptResult):
+                self.result = item
+            yield item

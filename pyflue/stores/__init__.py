@@ -1,0 +1,1 @@
+"""Storage protocols and their in-memory and SQLite implementations (imported lazily)."""
