@@ -65,6 +65,7 @@ class Session:
         self._lock = lock
         self._scope: anyio.CancelScope | None = None
         self._abort_reason: str | None = None
+        self.operation_id: str | None = None  # the operation in flight (tasks use it as parent_id)
 
     @property
     def history(self) -> list[UserMessage | AssistantMessage]:
@@ -166,11 +167,11 @@ class Session:
             async with bus.delivering():
                 emit("operation_start", {"kind": kind, "input": _describe(input)})
                 with anyio.CancelScope() as scope:
-                    self._scope, self._abort_reason = scope, None
+                    self._scope, self._abort_reason, self.operation_id = scope, None, op_id
                     try:
                         text, output = await turns.run(UserMessage(parts))  # type: ignore[arg-type]
                     except BaseException as exc:
-                        self._scope = None
+                        self._scope = self.operation_id = None
                         with anyio.CancelScope(shield=True):
                             await self._settle(turns)
                             if not scope.cancel_called or self._abort_reason is None:
@@ -182,7 +183,7 @@ class Session:
                                 emit("operation_end", _end(status, turns, started, exc))
                         if not (scope.cancel_called and self._abort_reason is not None):
                             raise
-                self._scope = None
+                self._scope = self.operation_id = None
                 if scope.cancel_called and self._abort_reason is not None:
                     reason = self._abort_reason
                     emit("abort", {"reason": reason})
