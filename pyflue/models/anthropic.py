@@ -176,10 +176,10 @@ class AnthropicModel(HTTPProvider):
             "max_tokens": settings.get("max_tokens") or default_max_tokens(self.model_name),
         }
         if system:
-            system[-1]["cache_control"] = _EPHEMERAL
+            system[-1]["cache_control"] = dict(_EPHEMERAL)
             payload["system"] = system
         if tools:
-            tools[-1]["cache_control"] = _EPHEMERAL
+            tools[-1]["cache_control"] = dict(_EPHEMERAL)
             payload["tools"] = tools
             choice = _tool_choice(settings, output, bool(request.tools), bool(budget))
             if choice is not None:
@@ -303,7 +303,7 @@ def _mark_tail(messages: list[dict[str, Any]]) -> None:
         return
     for block in reversed(messages[-1]["content"]):
         if block["type"] in _CACHEABLE:
-            block["cache_control"] = _EPHEMERAL
+            block["cache_control"] = dict(_EPHEMERAL)
             return
 
 
@@ -315,7 +315,7 @@ def _usage(raw: dict[str, Any]) -> Usage:
     cache_read = raw.get("cache_read_input_tokens") or 0
     cache_write = raw.get("cache_creation_input_tokens") or 0
     return Usage(
-        input_tokens=(raw.get("input_tokens") or 0),
+        input_tokens=(raw.get("input_tokens") or 0) + cache_read + cache_write,
         output_tokens=raw.get("output_tokens") or 0,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
