@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import anyio
 from pydantic import BaseModel, ConfigDict
 
-from .ids import encode_ulid, new_ulid_int
+from .ids import _counter, encode_ulid, ulid_int_at
 
 __all__ = ["LIFECYCLE", "Event", "EventBus", "EventModel", "Observer", "observe", "unobserve"]
 
@@ -126,13 +126,15 @@ class Event:
         self.session_id = session_id
         self.operation_id = operation_id
         self.parent_id = parent_id
-        self._id: int | str = new_ulid_int() if event_id is None else event_id
+        self._id: int | str = next(_counter) if event_id is None else event_id
         self._ts: float | str = time.time() if ts is None else ts
 
     @property
     def event_id(self) -> str:
+        """A ULID: the event's millisecond, then the process's random base plus a process-wide
+        counter (encoded on first read; stamping a delta is just ``next(counter)``)."""
         if isinstance(self._id, int):
-            self._id = encode_ulid(self._id)
+            self._id = encode_ulid(ulid_int_at(self.timestamp, self._id))
         return self._id
 
     @property

@@ -7,9 +7,9 @@ ULID spec's monotonic mode says). Run ids are ``workflow:<name>:<ulid>``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-import threading
 import time
 
 __all__ = [
@@ -23,10 +23,11 @@ __all__ = [
     "new_ulid_int",
 ]
 
-_lock = threading.Lock()
 _last_ms = 0
-_last_rand = 0
 _RAND_MAX = (1 << 80) - 1
+# Half the space as headroom, so the counter never wraps within a process's lifetime.
+_BASE = int.from_bytes(os.urandom(10), "big") >> 1
+_counter = itertools.count()
 
 
 def new_ulid() -> str:
@@ -48,20 +49,23 @@ def encode_ulid(value: int) -> str:
 
 
 def new_ulid_int() -> int:
-    """A new ULID as an int, strictly greater than any this process made before."""
-    global _last_ms, _last_rand
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _last_ms:
-            ms = _last_ms
-            rand = _last_rand + 1
-            if rand > _RAND_MAX:  # 2**80 ids in one millisecond: move to the next one
-                ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big") >> 1
-        else:
-            # Leave headroom so increments within this millisecond never overflow.
-            rand = int.from_bytes(os.urandom(10), "big") >> 1
-        _last_ms, _last_rand = ms, rand
-    return (ms << 80) | rand
+    """A new ULID as an int, strictly greater than any this process made before.
+
+    The 80 "random" bits are a random per-process base plus a process-wide counter (the ULID spec's
+    monotonic mode): unique across processes with overwhelming probability, strictly increasing
+    within one, and cheap enough to stamp every streamed delta (no lock, no ``urandom`` per call).
+    """
+    global _last_ms
+    ms = time.time_ns() // 1_000_000
+    if ms < _last_ms:  # the wall clock stepped back: never let ids go backwards
+        ms = _last_ms
+    _last_ms = ms
+    return (ms << 80) | ((_BASE + next(_counter)) & _RAND_MAX)
+
+
+def ulid_int_at(timestamp: float, sequence: int) -> int:
+    """The ULID of something stamped at ``timestamp`` (seconds) with ``next(_counter)``."""
+    return (int(timestamp * 1000) << 80) | ((_BASE + sequence) & _RAND_MAX)
 
 
 new_event_id = new_ulid

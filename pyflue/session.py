@@ -7,15 +7,15 @@ this session only (queued operations go on) and leaves the history consistent.
 
 from __future__ import annotations
 
-import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .errors import AbortedError, ConfigError, error_payload
 from .events import Event, reset_sink, set_sink
@@ -144,8 +144,14 @@ class Session:
         op_id = operation_id or new_operation_id()
         bus = harness.bus
 
-        def emit(type: str, data: dict[str, Any]) -> Event | None:
-            return bus.emit(type, data, harness.name, harness.id, self.id, op_id, parent_id)
+        emit = partial(
+            bus.emit,
+            agent=harness.name,
+            instance_id=harness.id,
+            session_id=self.id,
+            operation_id=op_id,
+            parent_id=parent_id,
+        )
 
         async with self._lock:
             turns = Turns(
@@ -258,29 +264,33 @@ class PromptStream:
         self._args = (session, input, result, model, settings)
         self.result: PromptResult | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[Event | PromptResult | BaseException] | None = None
+        self._queue: deque[Event | PromptResult | BaseException | None] = deque()
+        self._wake: anyio.Event | None = None
 
     async def __aenter__(self) -> PromptStream:
         if self._tg is not None:
             raise ConfigError("a PromptStream runs once")
-        send, receive = anyio.create_memory_object_stream[Event | PromptResult | BaseException](math.inf)
         session, input, result, model, settings = self._args
+        queue = self._queue
+
+        def put(item: Event | PromptResult | BaseException | None) -> None:
+            queue.append(item)
+            if self._wake is not None:
+                self._wake.set()
 
         async def produce() -> None:
-            token = set_sink(send.send_nowait)
+            token = set_sink(put)
             try:
-                res = await session._operate("prompt", input, result, model, settings, stream=True)
-                send.send_nowait(res)
+                put(await session._operate("prompt", input, result, model, settings, stream=True))
             except Exception as exc:
-                send.send_nowait(exc)
+                put(exc)
             finally:
                 reset_sink(token)
-                send.close()
+                put(None)  # end of stream
 
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(produce)
-        self._receive = receive
         return self
 
     async def __aexit__(
@@ -289,27 +299,35 @@ class PromptStream:
         assert self._tg is not None
         if self.result is None:
             self._tg.cancel_scope.cancel()
-        try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
-        finally:
-            if self._receive is not None:
-                self._receive.close()
+        return await self._tg.__aexit__(exc_type, exc, tb)
 
     def __aiter__(self) -> AsyncIterator[Event | PromptResult]:
-        if self._tg is None:
-            return self._own()
-        return self._items()
+        return self._items(own=self._tg is None)
 
-    async def _own(self) -> AsyncIterator[Event | PromptResult]:
-        async with self:
-            async for item in self._items():
+    async def _items(self, own: bool) -> AsyncIterator[Event | PromptResult]:
+        if own:
+            await self.__aenter__()
+        queue = self._queue
+        failure: BaseException | None = None
+        try:
+            while True:
+                # Take what is already queued without a checkpoint per item: a delta costs microseconds.
+                while not queue:
+                    self._wake = anyio.Event()
+                    if not queue:
+                        await self._wake.wait()
+                    self._wake = None
+                item = queue.popleft()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, PromptResult):
+                    self.result = item
                 yield item
-
-    async def _items(self) -> AsyncIterator[Event | PromptResult]:
-        assert self._receive is not None
-        async for item in self._receive:
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, PromptResult):
-                self.result = item
-            yield item
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if own:
+                await self.__aexit__(type(failure) if failure else None, failure, None)
