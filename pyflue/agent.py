@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import inspect
 import os
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from .config import AgentConfig, parse_config
 from .errors import ConfigError
@@ -155,7 +152,7 @@ class AgentHarness:
         history = await self.store.load(key)
         session = self._sessions.get(session_id)  # another task may have loaded it meanwhile
         if session is None:
-            session = Session(self, session_id, history, _session_lock(self.store, key))
+            session = Session(self, session_id, history)
             self._sessions[session_id] = session
             if len(self._sessions) > _SESSION_CACHE:
                 self._sessions.popitem(last=False)
@@ -163,19 +160,6 @@ class AgentHarness:
 
     def __repr__(self) -> str:
         return f"AgentHarness({self.name!r}, id={self.id!r})"
-
-
-# One FIFO lock per stored session, shared by every harness of the process, so two harnesses of the
-# same instance still serialise their operations on one session.
-_locks: weakref.WeakValueDictionary[tuple[int, SessionKey], anyio.Lock] = weakref.WeakValueDictionary()
-
-
-def _session_lock(store: SessionStore, key: SessionKey) -> anyio.Lock:
-    lock = _locks.get((id(store), key))
-    if lock is None:
-        lock = anyio.Lock()
-        _locks[(id(store), key)] = lock
-    return lock
 
 
 _default_store: SessionStore | None = None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._gates import session_turn
 from .errors import AbortedError, ConfigError, error_payload
 from .events import Event, reset_sink, set_sink
 from .ids import new_operation_id
@@ -51,21 +52,25 @@ class PromptResult:
 class Session:
     """A conversation: its history, and ``prompt`` / ``stream`` / ``task`` / ``compact`` / ``abort``."""
 
+    __slots__ = ("_abort_reason", "_history", "_scope", "harness", "id", "operation_id")
+
     def __init__(
         self,
         harness: AgentHarness,
         session_id: str,
         history: list[UserMessage | AssistantMessage],
-        lock: anyio.Lock,
     ) -> None:
         self.harness = harness
         self.id = session_id
-        self.key = SessionKey(harness.name, harness.id, session_id)
         self._history = history
-        self._lock = lock
         self._scope: anyio.CancelScope | None = None
         self._abort_reason: str | None = None
         self.operation_id: str | None = None  # the operation in flight (tasks use it as parent_id)
+
+    @property
+    def key(self) -> SessionKey:
+        """The store key (built on demand: a retained session costs fewer bytes)."""
+        return SessionKey(self.harness.name, self.harness.id, self.id)
 
     @property
     def history(self) -> list[UserMessage | AssistantMessage]:
@@ -153,7 +158,7 @@ class Session:
             parent_id=parent_id,
         )
 
-        async with self._lock:
+        async with session_turn((id(harness.store), self.key)):
             turns = Turns(
                 self,
                 chosen,

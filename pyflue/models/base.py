@@ -149,7 +149,8 @@ class ModelResponse:
         return [p for p in self.parts if isinstance(p, ToolCallPart)]
 
     def message(self) -> AssistantMessage:
-        return AssistantMessage(list(self.parts))
+        """The response as a history message (sharing the parts list: parts are never mutated)."""
+        return AssistantMessage(self.parts)
 
 
 # -- stream events ---------------------------------------------------------------------------------
