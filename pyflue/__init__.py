@@ -39,10 +39,6 @@ _EXPORTS: dict[str, str] = {
     "cancel_run": "pyflue.runs",
     "prune_runs": "pyflue.runs",
     "RunRecord": "pyflue.stores.base",
-    # dispatch
-    "dispatch": "pyflue.dispatch",
-    "Dispatcher": "pyflue.dispatch",
-    "DispatchReceipt": "pyflue.dispatch",
     # events
     "Event": "pyflue.events",
     "EventBus": "pyflue.events",
@@ -63,8 +59,6 @@ __all__ = [
     "AgentHarness",
     "AgentProfile",
     "CompactionConfig",
-    "DispatchReceipt",
-    "Dispatcher",
     "Event",
     "EventBus",
     "FlueContext",
@@ -82,7 +76,6 @@ __all__ = [
     "create_agent",
     "define_agent_profile",
     "define_tool",
-    "dispatch",
     "errors",
     "extend_agent_profile",
     "get_run",
@@ -102,7 +95,6 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .agent import AgentContext, AgentDefinition, AgentHarness, create_agent, init
     from .compaction import CompactionConfig
     from .config import AgentConfig
-    from .dispatch import Dispatcher, DispatchReceipt, dispatch
     from .events import Event, EventBus, observe, unobserve
     from .models.base import Model, ModelSettings, Usage
     from .models.registry import register_provider, resolve_model
