@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from .tools import Tool, ToolContext, tool_result_text
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Turns"]
+__all__ = ["Turns", "current_turns"]
 
 Emit = Callable[[str, dict[str, Any]], Event | None]
 
@@ -78,6 +79,13 @@ class Turns:
 
     async def run(self, prompt: UserMessage) -> tuple[str, Any]:
         """Run to the final answer; returns ``(text, typed output or None)``."""
+        token = _current.set(self)
+        try:
+            return await self._run(prompt)
+        finally:
+            _current.reset(token)
+
+    async def _run(self, prompt: UserMessage) -> tuple[str, Any]:
         self.add(prompt)
         native = self.output is not None and getattr(self.model, "output_mode", "prompted") == "native"
         instructions = self.instructions
@@ -251,6 +259,16 @@ class Turns:
             {"tool": call.name, "call_id": call.id, "result": content, "duration_ms": _ms(started)},
         )
         return ToolResultPart(call.id, call.name, content)
+
+
+_current: ContextVar[Turns | None] = ContextVar("pyflue_turns", default=None)
+
+
+def current_turns() -> Turns | None:
+    """The operation whose turn loop the calling code runs in (a tool, or a task a tool started), or
+    ``None``. ``session.task()`` called from a tool joins that operation this way, instead of waiting
+    for the session's turn, which the operation itself holds."""
+    return _current.get()
 
 
 def _ms(started: float) -> float:
