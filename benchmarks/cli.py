@@ -1,0 +1,160 @@
+"""The driver: prepare the venvs, run each scenario for each framework, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .frameworks import FLOOR, FRAMEWORKS, REPO, Framework, select
+from .metrics import evaluate
+from .plan import COMPARED, PYFLUE_ONLY, SCENARIOS, params_for
+from .runner import run_startup, run_worker
+from .targets import check
+from .venvs import ensure, version_of
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Scenarios that share one process per framework in --quick mode, so each framework's import is paid
+# once. Memory goes first, while the heap holds nothing but the warm-up (its conversations are freed
+# when it returns); full mode gives every scenario a process of its own.
+_QUICK_GROUP = ("memory", "text", "tool", "stream", "concurrent")
+# The PyFlue scenarios profiled by --profile (memory is left out: it measures bytes, not time).
+_PROFILED = ("text", "tool", "stream", "concurrent", "workflow", "session_append", "sse")
+
+Raw = dict[str, dict[str, dict[str, Any]]]
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs (about one minute once venvs exist)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SCENARIO",
+        choices=[s.name for s in SCENARIOS],
+        help="run only this scenario (repeatable)",
+    )
+    parser.add_argument(
+        "--frameworks",
+        nargs="+",
+        metavar="NAME",
+        help=f"frameworks to compare (default all: {', '.join(f.name for f in FRAMEWORKS)})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile PyFlue's scenarios with cProfile into results/profiles/",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.json/.md go")
+    return parser.parse_args(argv)
+
+
+def _startup(frameworks: list[Framework], quick: bool) -> dict[str, dict[str, Any]]:
+    """New processes, interleaved across frameworks so a drift in machine load hits all alike."""
+    params = params_for("startup", quick)
+    entries = [FLOOR, *(f for f in frameworks if "startup" not in f.skip)]
+    runs: dict[str, list[dict[str, Any]]] = {f.name: [] for f in entries}
+    failures: dict[str, dict[str, Any]] = {}
+    for round_ in range(params["warmup"] + params["runs"]):
+        for framework in entries:
+            if framework.name in failures:
+                continue
+            result = run_startup(framework)
+            if result.get("status") != "ok":
+                failures[framework.name] = result
+            elif round_ >= params["warmup"]:
+                runs[framework.name].append(result)
+    return {name: failures.get(name) or {"status": "ok", "runs": results} for name, results in runs.items()}
+
+
+def _compared(frameworks: list[Framework], scenarios: list[str], quick: bool) -> Raw:
+    raw: Raw = {}
+    params = {name: params_for(name, quick) for name in scenarios}
+    for framework in frameworks:
+        wanted = [s for s in scenarios if s not in framework.skip]
+        grouped = [s for s in _QUICK_GROUP if quick and s in wanted]
+        batches = ([grouped] if grouped else []) + [[s] for s in wanted if s not in grouped]
+        for batch in batches:
+            start = time.perf_counter()
+            results = run_worker(framework, batch, {s: params[s] for s in batch})
+            for name, result in results.items():
+                raw.setdefault(name, {})[framework.name] = result
+            states = ", ".join(f"{n}: {r.get('status')}" for n, r in results.items())
+            _log(f"{framework.name}: {states} ({time.perf_counter() - start:.1f} s)")
+    return raw
+
+
+def _pyflue_only(pyflue: Framework, scenarios: list[str], quick: bool) -> Raw:
+    params = {name: params_for(name, quick) for name in scenarios}
+    batches = [scenarios] if quick else [[s] for s in scenarios]
+    raw: Raw = {}
+    for batch in batches:
+        for name, result in run_worker(pyflue, batch, {s: params[s] for s in batch}).items():
+            raw[name] = {"pyflue": result}
+            _log(f"pyflue: {name}: {result.get('status')}")
+    return raw
+
+
+def _profile(pyflue: Framework, directory: Path) -> None:
+    """cProfile of PyFlue's scenarios (quick-sized runs), one text file per scenario."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for scenario in _PROFILED:
+        run_worker(pyflue, [scenario], {scenario: params_for(scenario, True)}, profile_dir=directory)
+        _log(f"profiled {scenario} -> {directory / (scenario + '.txt')}")
+
+
+def _meta(frameworks: list[Framework], quick: bool) -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    versions: dict[str, str] = {}
+    for framework in frameworks:
+        versions.setdefault(
+            framework.distribution if framework.name != "pyflue" else "pyflue (repo)", version_of(framework)
+        )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if quick else "full",
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+        "commit": commit.stdout.strip() or "?",
+        "versions": versions,
+        "frameworks": [f.name for f in frameworks],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    frameworks = select(args.frameworks)
+    scenarios = args.only or [s.name for s in SCENARIOS]
+    began = time.perf_counter()
+    pyflue = next(f for f in FRAMEWORKS if f.name == "pyflue")
+    for framework in {f.venv: f for f in [pyflue, *frameworks]}.values():
+        ensure(framework)
+    raw: Raw = {}
+    if "startup" in scenarios:
+        raw["startup"] = _startup(frameworks, args.quick)
+        _log(f"startup done ({time.perf_counter() - began:.1f} s)")
+    raw.update(_compared(frameworks, [s for s in scenarios if s in COMPARED and s != "startup"], args.quick))
+    only = [s for s in scenarios if s in PYFLUE_ONLY]
+    if only and pyflue in frameworks:
+        raw.update(_pyflue_only(pyflue, only, args.quick))
+    if args.profile:
+        _profile(pyflue, args.output / "profiles")
+    figures = evaluate(raw)
+    meta = _meta(frameworks, args.quick)
+    meta["elapsed_s"] = round(time.perf_counter() - began, 1)
+    text = report.write(args.output, meta, figures, check(figures), frameworks)
+    print(text)
+    _log(f"wrote {args.output / 'latest.md'} and latest.json in {meta['elapsed_s']} s")
+    return 0
