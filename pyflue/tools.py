@@ -171,7 +171,7 @@ def define_tool(
         return _build(execute, function_or_name, description, parameters, timeout)
     if function_or_name is None:
         return lambda fn: _build(fn, name, description, parameters, timeout)
-    if not callable(function_or_name):
+    if not callable(function_or_name) and not isinstance(function_or_name, Tool):
         raise ConfigError(f"define_tool expects a function, got {type(function_or_name).__name__}")
     return _build(function_or_name, name, description, parameters, timeout)
 
@@ -195,10 +195,7 @@ def _build(
     summary, param_docs = _parse_docstring(doc)
     signature = inspect.signature(fn)
     params = list(signature.parameters.values())
-    try:
-        hints = get_type_hints(fn)
-    except Exception:
-        hints = {}
+    hints = _hints(fn, name, params)
     takes_ctx = bool(params) and (
         hints.get(params[0].name) is ToolContext
         or (params[0].name in ("ctx", "context") and params[0].annotation is inspect.Parameter.empty)
@@ -225,6 +222,33 @@ def _build(
         except Exception as exc:
             raise ConfigError(f"tool {name!r}: cannot build a schema from its signature: {exc}") from None
     return Tool(name, fn, description or summary or name, schema, validator, takes_ctx, timeout)
+
+
+def _hints(fn: Callable[..., Any], name: str, params: list[inspect.Parameter]) -> dict[str, Any]:
+    """The parameters' resolved annotations. One that cannot be resolved (a type defined inside a
+    function under ``from __future__ import annotations``, or imported only for type checking) is a
+    ``ConfigError``: silently treating it as ``Any`` would drop its validation and its schema."""
+    try:
+        return get_type_hints(fn)
+    except Exception:
+        pass
+    hints: dict[str, Any] = {}
+    globalns = getattr(fn, "__globals__", None)
+    for p in params:
+        if p.annotation is inspect.Parameter.empty:
+            continue
+
+        def shim() -> None: ...
+
+        shim.__annotations__ = {p.name: p.annotation}
+        try:
+            hints.update(get_type_hints(shim, globalns, {"ToolContext": ToolContext}))
+        except Exception as exc:
+            raise ConfigError(
+                f"tool {name!r}: cannot resolve the type {p.annotation!r} of parameter {p.name!r} "
+                f"({type(exc).__name__}: {exc}); define or import it at module level"
+            ) from None
+    return hints
 
 
 def _clean(schema: dict[str, Any]) -> dict[str, Any]:
