@@ -122,7 +122,7 @@ class AgentHarness:
         """The resolved model; an agent with no model fails here, at its first prompt, so an
         observer-only harness (``init(on_event=...)``) needs none."""
         if self._model is None:
-            self._model = resolve_model(self.config.model, self.context.env)
+            self._model = _resolve(self.config.model, self.context.env, self.name)
         return self._model
 
     @property
@@ -160,6 +160,16 @@ class AgentHarness:
 
     def __repr__(self) -> str:
         return f"AgentHarness({self.name!r}, id={self.id!r})"
+
+
+def _resolve(model: Any, env: Mapping[str, str], agent: str) -> Model:
+    """The agent's model; a bad model string or a missing key names the agent and the key."""
+    if model is None and not env.get("PYFLUE_MODEL"):
+        return resolve_model(model, env)  # "no model configured" says what to do
+    try:
+        return resolve_model(model, env)
+    except ConfigError as exc:
+        raise ConfigError(f"agent {agent!r}: config key 'model': {exc}") from None
 
 
 _default_store: SessionStore | None = None
@@ -208,7 +218,7 @@ async def init(
     context = AgentContext(instance_id, agent_name, environment, run_id, payload)
     resolved = await definition.configure(context)
     model = (
-        resolve_model(resolved.model, environment)
+        _resolve(resolved.model, environment, agent_name)
         if resolved.model or environment.get("PYFLUE_MODEL")
         else None
     )

@@ -41,21 +41,54 @@ def parse_config(value: Any, agent: str) -> AgentConfig:
         try:
             config = AgentConfig.model_validate(value)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            key = ".".join(str(p) for p in error["loc"]) or "config"
-            if error["type"] == "extra_forbidden":
+            errors = exc.errors()
+            loc = errors[0]["loc"]
+            key = str(loc[0]) if loc else "config"
+            if errors[0]["type"] == "extra_forbidden" and len(loc) == 1:
                 known = ", ".join(AgentConfig.model_fields)
                 raise ConfigError(
                     f"agent {agent!r}: unknown config key {key!r}; known keys: {known}"
                 ) from None
-            raise ConfigError(f"agent {agent!r}: config key {key!r}: {error['msg']}") from None
+            # The key itself, then what is wrong (every alternative of a union type, e.g. str or callable).
+            problems = "; or ".join(
+                dict.fromkeys(
+                    ".".join(str(p) for p in e["loc"][1:]) + ": " + e["msg"]
+                    if len(e["loc"]) > 1
+                    else e["msg"]
+                    for e in errors
+                    if e["loc"][:1] == loc[:1]
+                )
+            )
+            raise ConfigError(f"agent {agent!r}: config key {key!r}: {problems}") from None
     else:
         raise ConfigError(
             f"agent {agent!r}: the initializer must return a dict or AgentConfig, got {type(value).__name__}"
         )
     if config.profile is not None:
         config = _apply_profile(config, config.profile)
+    if config.model_settings:
+        config.model_settings = _settings(config.model_settings, agent)
     return config
+
+
+def _settings(value: dict[str, Any], agent: str) -> dict[str, Any]:
+    """``model_settings`` checked against :class:`~pyflue.models.base.ModelSettings`: a misspelt or
+    mistyped setting fails here, not as a provider's HTTP 400 (or not at all) on the first prompt."""
+    from .models.base import ModelSettings, settings_adapter
+
+    unknown = [key for key in value if key not in ModelSettings.__optional_keys__]
+    if unknown:
+        known = ", ".join(sorted(ModelSettings.__optional_keys__))
+        raise ConfigError(
+            f"agent {agent!r}: config key 'model_settings': unknown setting {unknown[0]!r}; known: {known} "
+            "(provider-specific fields go in extra_body)"
+        )
+    try:
+        return dict(settings_adapter().validate_python(value))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"agent {agent!r}: config key 'model_settings': {where}: {error['msg']}") from None
 
 
 def _apply_profile(config: AgentConfig, profile: AgentProfile) -> AgentConfig:
