@@ -304,7 +304,14 @@ class PromptStream:
         assert self._tg is not None
         if self.result is None:
             self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The producer never raises (its error comes through the queue), so the task group only
+            # wrapped the consumer's own exception: raise it as itself, as prompt() would.
+            if exc is None or list(group.exceptions) != [exc]:
+                raise
+        raise exc
 
     def __aiter__(self) -> AsyncIterator[Event | PromptResult]:
         return self._items(own=self._tg is None)
