@@ -201,7 +201,20 @@ class Event:
 
 
 class _Subscriber:
-    __slots__ = ("buffer", "callback", "dropped", "failed", "is_async", "queue", "wake")
+    __slots__ = (
+        "buffer",
+        "callback",
+        "delivered",
+        "dropped",
+        "failed",
+        "handover",
+        "is_async",
+        "offered",
+        "owner",
+        "pumps",
+        "queue",
+        "wake",
+    )
 
     def __init__(self, callback: Observer, buffer: int) -> None:
         self.callback = callback
@@ -213,6 +226,13 @@ class _Subscriber:
         self.dropped = 0
         self.failed = 0
         self.wake: anyio.Event | None = None
+        # Concurrent operations each run a pump; one of them (``owner``) delivers, the others stand by
+        # for a ``handover``, so an observer's calls never overlap or change order.
+        self.offered = 0
+        self.delivered = 0
+        self.pumps = 0
+        self.owner: _Pump | None = None
+        self.handover: anyio.Event | None = None
 
     def offer(self, event: Event) -> None:
         if not self.is_async:
@@ -225,26 +245,58 @@ class _Subscriber:
             self.dropped += 1
             return
         self.queue.append(event)
-        if self.wake is not None:
-            self.wake.set()
+        self.offered += 1
+        self.notify()
+
+    def notify(self) -> None:
+        wake, self.wake = self.wake, None
+        if wake is not None:
+            wake.set()
 
     def _failed(self) -> None:
         self.failed += 1
         if self.failed == 1:
             _log.exception("event observer %r raised; it keeps receiving events", self.callback)
 
-    async def pump(self) -> None:
-        while True:
-            while self.queue:
-                event = self.queue.popleft()
-                try:
-                    await self.callback(event)  # type: ignore[misc]
-                except Exception:
-                    self._failed()
-            self.wake = anyio.Event()
-            if self.queue:
-                continue
-            await self.wake.wait()
+    async def pump(self, me: _Pump) -> None:
+        self.pumps += 1
+        try:
+            while not me.stop:
+                if self.owner is None:
+                    self.owner = me
+                if self.owner is not me:
+                    if self.handover is None:
+                        self.handover = anyio.Event()
+                    await self.handover.wait()
+                elif self.queue:
+                    event = self.queue.popleft()
+                    try:
+                        await self.callback(event)  # type: ignore[misc]
+                    except Exception:
+                        self._failed()
+                    finally:
+                        self.delivered += 1
+                else:
+                    self.wake = anyio.Event()
+                    await self.wake.wait()
+        finally:
+            self.pumps -= 1
+            if self.owner is me:
+                self.owner = None
+                handover, self.handover = self.handover, None
+                if handover is not None:
+                    handover.set()
+            if not self.pumps:  # events of a finished event loop must not linger
+                self.wake = self.handover = None
+
+
+class _Pump:
+    """One delivering scope's pump; ``stop`` asks it to finish its current call and leave."""
+
+    __slots__ = ("stop",)
+
+    def __init__(self) -> None:
+        self.stop = False
 
 
 _global: list[_Subscriber] = []
@@ -261,7 +313,8 @@ def observe(callback: Observer, *, buffer: int = 10_000) -> Observer:
 
 
 def unobserve(callback: Observer) -> None:
-    _global[:] = [s for s in _global if s.callback is not callback]
+    # Equality, not identity: ``obj.method`` makes a new bound method object on every access.
+    _global[:] = [s for s in _global if s.callback != callback]
 
 
 class EventBus:
@@ -280,7 +333,7 @@ class EventBus:
         return callback
 
     def unsubscribe(self, callback: Observer) -> None:
-        self._subscribers = [s for s in self._subscribers if s.callback is not callback]
+        self._subscribers = [s for s in self._subscribers if s.callback != callback]
 
     @property
     def active(self) -> bool:
@@ -322,15 +375,25 @@ class EventBus:
             yield
             return
         token = _pumping.set(True)
+        pumps = [(subscriber, _Pump()) for subscriber in subscribers]
         try:
             async with anyio.create_task_group() as tg:
-                for subscriber in subscribers:
-                    tg.start_soon(subscriber.pump)
+                for subscriber, pump in pumps:
+                    tg.start_soon(subscriber.pump, pump)
                 try:
                     yield
                 finally:
+                    # Every event offered so far is delivered (by this scope's pump or a concurrent
+                    # operation's), then this scope's pumps leave after their current call: cancelling
+                    # one mid-call would lose that event.
+                    targets = [s.offered for s in subscribers]
                     with anyio.move_on_after(self.drain_timeout, shield=True):
-                        while any(s.queue for s in subscribers):  # noqa: ASYNC110 - bounded drain poll
+                        while any(s.delivered < t for s, t in zip(subscribers, targets, strict=True)):  # noqa: ASYNC110
+                            await anyio.sleep(0.001)
+                        for subscriber, pump in pumps:
+                            pump.stop = True
+                            subscriber.notify()
+                        while any(s.owner is p for s, p in pumps):  # noqa: ASYNC110 - bounded poll
                             await anyio.sleep(0.001)
                     tg.cancel_scope.cancel()
         finally:
