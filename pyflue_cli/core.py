@@ -1,0 +1,47 @@
+"""The CLI's one seam with the core: loading a project and looking names up in it.
+
+Every command reaches :mod:`pyflue` through here or through the core's public functions, imported
+lazily so ``--help`` never pays for them. Nothing is decided here: the core finds the project's
+files, validates names and reports import errors; this module only turns a lookup that fails
+*before anything ran* into a usage error (exit 2) with the core's own message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .exits import CliError, one_line
+
+if TYPE_CHECKING:
+    from pyflue.project import Project
+
+__all__ = ["load_project", "lookup", "project_dir"]
+
+
+def project_dir(path: str | None) -> Path:
+    """The project directory, for commands that only read its store (``runs``, ``logs``): they
+    never import the project's code, so they work even while a file of it is broken."""
+    root = Path(path) if path else Path.cwd()
+    if not root.is_dir():
+        raise CliError(f"project directory {str(root)!r} does not exist (see --project)")
+    return root
+
+
+def load_project(path: str | None) -> Project:
+    """The project at ``path`` (default: the current directory)."""
+    root = project_dir(path)
+    from pyflue.project import Project
+
+    return Project.load(root)
+
+
+def lookup(project: Project, kind: str, name: str) -> Any:
+    """``project.agent(name)`` / ``project.workflow(name)``; an unknown name or a file that failed
+    to import becomes one line and exit 2 (the core's message lists the names that exist)."""
+    from pyflue.errors import PyFlueError
+
+    try:
+        return getattr(project, kind)(name)
+    except PyFlueError as exc:
+        raise CliError(one_line(exc)) from exc

@@ -1,0 +1,7 @@
+"""Says hello."""
+
+from pyflue import FlueContext
+
+
+async def run(ctx: FlueContext) -> str:
+    return "hello"
