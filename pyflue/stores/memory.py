@@ -20,10 +20,14 @@ class MemorySessionStore:
         return list(self._histories.get(key, ()))
 
     async def append(self, key: SessionKey, messages: Sequence[StoredMessage]) -> None:
-        self._histories.setdefault(key, []).extend(messages)
+        if messages:  # as in SQLite, a session with no messages does not exist (nor is it listed)
+            self._histories.setdefault(key, []).extend(messages)
 
     async def replace(self, key: SessionKey, messages: Sequence[StoredMessage]) -> None:
-        self._histories[key] = list(messages)
+        if messages:
+            self._histories[key] = list(messages)
+        else:
+            self._histories.pop(key, None)
 
     async def delete(self, key: SessionKey) -> None:
         self._histories.pop(key, None)
