@@ -107,10 +107,10 @@ def _pyflue_only(pyflue: Framework, scenarios: list[str], quick: bool) -> Raw:
 
 
 def _profile(pyflue: Framework, directory: Path) -> None:
-    """cProfile of PyFlue's scenarios (quick-sized runs), one text file per scenario."""
+    """cProfile of PyFlue's scenarios (full-sized runs, so one-off imports fade), one text file each."""
     directory.mkdir(parents=True, exist_ok=True)
     for scenario in _PROFILED:
-        run_worker(pyflue, [scenario], {scenario: params_for(scenario, True)}, profile_dir=directory)
+        run_worker(pyflue, [scenario], {scenario: params_for(scenario, False)}, profile_dir=directory)
         _log(f"profiled {scenario} -> {directory / (scenario + '.txt')}")
 
 
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     frameworks = select(args.frameworks)
     scenarios = args.only or [s.name for s in SCENARIOS]
     began = time.perf_counter()
+    load_before = os.getloadavg()[0]
     pyflue = next(f for f in FRAMEWORKS if f.name == "pyflue")
     for framework in {f.venv: f for f in [pyflue, *frameworks]}.values():
         ensure(framework)
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = evaluate(raw)
     meta = _meta(frameworks, args.quick)
     meta["elapsed_s"] = round(time.perf_counter() - began, 1)
+    # Other work on the machine inflates times; the 1-minute load average before and after says how much.
+    meta["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     text = report.write(args.output, meta, figures, check(figures), frameworks)
     print(text)
     _log(f"wrote {args.output / 'latest.md'} and latest.json in {meta['elapsed_s']} s")

@@ -71,6 +71,15 @@ FRAMEWORKS: tuple[Framework, ...] = (
         # Same import and retained history as with tracing off; only the per-run paths differ.
         skip=frozenset({"startup", "memory"}),
     ),
+    Framework(
+        "langgraph",
+        "LangGraph (prebuilt ReAct)",
+        "langgraph",
+        ("langgraph==1.2.24", "langchain-core==1.8.3"),
+        "langgraph",
+        "import langgraph.prebuilt",
+        "langgraph",
+    ),
 )
 
 # `import pydantic, httpx, anyio` in PyFlue's venv: PyFlue's own dependencies, the import floor.

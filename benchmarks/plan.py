@@ -38,7 +38,7 @@ _FULL: dict[str, dict[str, Any]] = {
     "text": {"warmup": 50, "min_runs": 100, "max_runs": 3000, "budget_s": 5.0},
     "tool": {"warmup": 50, "min_runs": 100, "max_runs": 3000, "budget_s": 5.0},
     "stream": {"warmup": 10, "min_runs": 30, "max_runs": 1000, "budget_s": 5.0, "deltas": 200},
-    "memory": {"conversations": 5000, "budget_s": 60.0, "warmup": 50},
+    "memory": {"conversations": 5000, "budget_s": 40.0, "warmup": 50},
     "concurrent": {"sessions": 100, "prompts": 10, "repeats": 3},
     "workflow": {"warmup": 20, "min_runs": 50, "max_runs": 2000, "budget_s": 5.0, "events": 1000},
     "session_append": {"warmup": 20, "min_runs": 50, "max_runs": 2000, "budget_s": 3.0},
@@ -46,12 +46,12 @@ _FULL: dict[str, dict[str, Any]] = {
 }
 
 _QUICK: dict[str, dict[str, Any]] = {
-    "startup": {"runs": 2, "warmup": 0},
-    "text": {"warmup": 10, "min_runs": 15, "max_runs": 1000, "budget_s": 0.6},
-    "tool": {"warmup": 10, "min_runs": 15, "max_runs": 1000, "budget_s": 0.6},
-    "stream": {"warmup": 3, "min_runs": 8, "max_runs": 300, "budget_s": 0.6, "deltas": 200},
+    "startup": {"runs": 1, "warmup": 0},
+    "text": {"warmup": 10, "min_runs": 15, "max_runs": 1000, "budget_s": 0.4},
+    "tool": {"warmup": 10, "min_runs": 15, "max_runs": 1000, "budget_s": 0.4},
+    "stream": {"warmup": 3, "min_runs": 8, "max_runs": 300, "budget_s": 0.4, "deltas": 200},
     "memory": {"conversations": 500, "budget_s": 1.0, "warmup": 20},
-    "concurrent": {"sessions": 20, "prompts": 5, "repeats": 1},
+    "concurrent": {"sessions": 20, "prompts": 3, "repeats": 1},
     "workflow": {"warmup": 5, "min_runs": 15, "max_runs": 500, "budget_s": 0.6, "events": 200},
     "session_append": {"warmup": 5, "min_runs": 15, "max_runs": 500, "budget_s": 0.4},
     "sse": {"warmup": 1, "min_runs": 5, "max_runs": 50, "budget_s": 0.6, "sse_deltas": 8000},

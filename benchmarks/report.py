@@ -112,7 +112,9 @@ def markdown(
     out = [
         f"# Benchmarks — {meta['date']} ({meta['mode']} mode)",
         "",
-        f"Python {meta['python']}, {meta['cpus']} CPUs, {meta['platform']}; commit `{meta['commit']}`.",
+        f"Python {meta['python']}, {meta['cpus']} CPUs, {meta['platform']}; commit `{meta['commit']}`; "
+        f"load average {meta['load_average'][0]} before, {meta['load_average'][1]} after; "
+        f"{meta['elapsed_s']:.0f} s.",
         f"Versions: {versions}.",
         "",
         f"Cells: median (p10{DASH}p90) **{TIMES}ratio**, the ratio being *that framework's median ÷ "

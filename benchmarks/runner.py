@@ -23,6 +23,9 @@ WORKER = Path(__file__).resolve().parent / "worker" / "main.py"
 _MARK = "BENCH-RESULT "
 _SCRUB = (
     "OPENAI_API_KEY",
+    "LANGSMITH_TRACING",
+    "LANGCHAIN_TRACING_V2",
+    "LANGSMITH_API_KEY",
     "ANTHROPIC_API_KEY",
     "PYFLUE_MODEL",
     "PYTHONPATH",

@@ -58,7 +58,7 @@ def _run_one(scenario: str, adapter_name: str, spec: dict[str, Any]) -> dict[str
     import importlib
 
     params = dict(spec["params"][scenario])
-    if scenario in ("sse", "session_append", "workflow", "events"):
+    if scenario in ("sse", "session_append", "workflow"):
         import pyflue_only
 
         coroutine = pyflue_only.SCENARIOS[scenario](params)

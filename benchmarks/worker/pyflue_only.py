@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -125,15 +124,56 @@ async def session_append(params: Params) -> dict[str, Any]:
     return result
 
 
-async def _not_yet(params: Params) -> dict[str, Any]:
-    raise NotAvailable("not in the core yet")
+_WORKFLOWS = {
+    "noop": "async def run(ctx):\n    return {'ok': True}\n",
+    "emit": (
+        "async def run(ctx):\n"
+        "    for i in range(ctx.payload['events']):\n"
+        "        ctx.emit('tick', {'i': i})\n"
+        "    return {'emitted': ctx.payload['events']}\n"
+    ),
+}
+
+
+async def workflow(params: Params) -> dict[str, Any]:
+    """A workflow run that does nothing (the run's own cost: record, run_start, run_end, final
+    record, all in the project's SQLite run store), and one that emits ``events`` custom events,
+    which the run persists before ``invoke_workflow`` returns."""
+    try:
+        from pyflue import Project, invoke_workflow
+        from pyflue.runs import iter_events
+    except ImportError as exc:
+        raise NotAvailable(f"workflows are not in the core yet ({exc})") from None
+
+    events = int(params["events"])
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "workflows").mkdir()
+        for name, source in _WORKFLOWS.items():
+            (Path(tmp) / "workflows" / f"{name}.py").write_text(source)
+        project = Project.load(tmp)
+        last: list[Any] = []
+
+        async def run(name: str, payload: dict[str, Any]) -> None:
+            record = await invoke_workflow(project, name, payload)
+            if record.status != "completed":
+                raise AssertionError(f"run {record.run_id} ended {record.status}: {record.error}")
+            last[:] = [record]
+
+        noop = await time_runs(lambda: run("noop", {}), **_timing(params))
+        emit = await time_runs(lambda: run("emit", {"events": events}), **_timing(params))
+        stored = [e async for e in iter_events(last[0].run_id, follow=False, store=project.run_store)]
+        if sum(1 for e in stored if e.type == "tick") != events:
+            raise AssertionError(f"{len(stored)} events stored, expected {events} ticks")
+    # Every persisted event of the emitting run: the ticks plus run_start and run_end.
+    return {
+        "run_samples_us": noop,
+        "events_per_s": [len(stored) / (us / 1e6) for us in emit],
+        "events": events,
+    }
 
 
 SCENARIOS: dict[str, Callable[[Params], Awaitable[dict[str, Any]]]] = {
     "sse": sse,
     "session_append": session_append,
-    "workflow": _not_yet,
-    "events": _not_yet,
+    "workflow": workflow,
 }
-
-_ = time  # used by the workflow scenarios
