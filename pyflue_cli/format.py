@@ -46,6 +46,12 @@ class Summary:
     error: dict[str, Any] | None = None
     run_id: str | None = None
 
+    @classmethod
+    def of_run(cls, record: Any, models: list[str] | None = None) -> Summary:
+        """The summary of a stored run record (when its ``run_end`` was not among the events read)."""
+        usage = record.usage.to_dict() if hasattr(record.usage, "to_dict") else dict(record.usage or {})
+        return cls(record.status, record.duration_ms, usage, models or [], record.error, record.run_id)
+
     def line(self) -> Line:
         mark = {"completed": "✓", "failed": "✗", "cancelled": "■", "interrupted": "■"}.get(self.status, "•")
         parts = [f"{mark} {self.status}"]
@@ -66,8 +72,9 @@ _TEXT_PREVIEW = 80
 class EventFormatter:
     """Feed it events in order; it returns the lines each one adds."""
 
-    def __init__(self, *, show_header: bool = True) -> None:
+    def __init__(self, *, show_header: bool = True, show_run_error: bool = True) -> None:
         self.show_header = show_header
+        self.show_run_error = show_run_error  # `pyflue run` prints it on stderr instead
         self._depth: dict[str, int] = {}
         self._buffers: dict[str, str] = {}
         self._streamed: set[str] = set()
@@ -140,7 +147,7 @@ class EventFormatter:
             error=data.get("error"),
             run_id=event.run_id,
         )
-        if data.get("error"):
+        if data.get("error") and self.show_run_error:
             lines.append(Line(0, "error", _error(data["error"])))
         return lines
 

@@ -47,10 +47,15 @@ class LiveView:
     starts the spinner (when ``spinner``), leaving stops it and prints what is still buffered."""
 
     def __init__(
-        self, console: Console | None = None, *, spinner: bool = True, show_header: bool = True
+        self,
+        console: Console | None = None,
+        *,
+        spinner: bool = True,
+        show_header: bool = True,
+        show_run_error: bool = True,
     ) -> None:
         self.console = console or Console(file=sys.stdout, highlight=False)
-        self.formatter = EventFormatter(show_header=show_header)
+        self.formatter = EventFormatter(show_header=show_header, show_run_error=show_run_error)
         self._spinner = Spinner("dots", style="cyan")
         self._live: Live | None = None
         if spinner and self.console.is_terminal:

@@ -234,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return USAGE
+    _configure_logging(args.verbose)
     try:
         module: Any = import_module(f"pyflue_cli.commands.{args.command.replace('-', '_')}")
         return int(module.run(args))
@@ -258,6 +259,20 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def _configure_logging(verbose: bool) -> None:
+    """The core logs what it survives (an observer that raised, a store write retried). Without
+    ``--verbose`` that is one line on stderr, never a traceback; with it, the traceback and the
+    core's debug messages too."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_formatter(verbose))
+    logger = logging.getLogger("pyflue")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False
+
+
 def report(exc: BaseException, *, verbose: bool) -> int:
     """Print ``exc`` as one line on stderr (the traceback first with ``--verbose``)."""
     if verbose:
@@ -270,3 +285,19 @@ def report(exc: BaseException, *, verbose: bool) -> int:
         line += " (run with --verbose for the traceback)"
     print(f"pyflue: {line}", file=sys.stderr)
     return code
+
+
+def _formatter(verbose: bool) -> Any:
+    import logging
+
+    if verbose:
+        return logging.Formatter("pyflue: %(levelname)s: %(message)s")
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            text = f"pyflue: {record.levelname.lower()}: {record.getMessage()}"
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" ({one_line(record.exc_info[1])}; --verbose shows the traceback)"
+            return " ".join(text.split())
+
+    return OneLine()

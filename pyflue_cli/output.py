@@ -66,9 +66,11 @@ class PlainView:
     """The live view's lines as plain text (no colour, no spinner), for ``--stream`` into a file
     or a CI log, and for ``pyflue logs`` when stdout is not a terminal but a person reads it."""
 
-    def __init__(self, stream: IO[str] | None = None, *, show_header: bool = True) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, *, show_header: bool = True, show_run_error: bool = True
+    ) -> None:
         self.stream = stream or sys.stdout
-        self.formatter = EventFormatter(show_header=show_header)
+        self.formatter = EventFormatter(show_header=show_header, show_run_error=show_run_error)
 
     def __call__(self, event: Any) -> None:
         self._write(self.formatter.feed(event))

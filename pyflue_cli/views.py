@@ -37,16 +37,18 @@ def _is_terminal() -> bool:
         return False
 
 
-def event_view(mode: Mode, *, spinner: bool = True, show_header: bool = True) -> Any:
-    """The event observer for ``mode`` (a context manager), or ``None`` when events are not shown."""
+def event_view(mode: Mode, **options: bool) -> Any:
+    """The event observer for ``mode`` (a context manager), or ``None`` when events are not shown.
+    ``options`` go to the view (``spinner``, ``show_header``, ``show_run_error``)."""
     if mode == "live":
         from .live import LiveView
 
-        return LiveView(spinner=spinner, show_header=show_header)
+        return LiveView(**options)
     if mode == "plain":
         from .output import PlainView
 
-        return PlainView(show_header=show_header)
+        options.pop("spinner", None)
+        return PlainView(**options)
     if mode == "jsonl":
         from .output import JsonlWriter
 

@@ -37,7 +37,7 @@ async def _logs(args: argparse.Namespace, mode: Mode, types: list[str] | None) -
     from ..signals import cancel_on_signals
 
     project = project_dir(args.project)
-    record = await get_run(args.run_id, project=project)  # NotFoundError -> exit 2
+    await get_run(args.run_id, project=project)  # an unknown run: NotFoundError, exit 2
     view = event_view(mode, spinner=args.follow)
     with view:
         with anyio.CancelScope() as scope:
@@ -49,16 +49,17 @@ async def _logs(args: argparse.Namespace, mode: Mode, types: list[str] | None) -
     if interrupts:
         return interrupts.exit_code
     if mode in ("live", "plain"):
-        if view.formatter.summary is None and not args.follow:
-            _note(view, record)
+        if view.formatter.summary is None:  # no run_end among what was shown (--types, or still running)
+            _note(view, await get_run(args.run_id, project=project))
         view.print_summary()
         sys.stdout.flush()
     return COMPLETED
 
 
 def _note(view: Any, record: Any) -> None:
-    """A run still going (without --follow), or a log filtered by --types: say where it stands."""
-    from ..format import Line
+    from ..format import Line, Summary
 
     if record.status == "running":
         view.print_line(Line(0, "dim", f"… still running; pyflue logs {record.run_id} --follow"))
+    else:
+        view.formatter.summary = Summary.of_run(record, view.formatter.models)

@@ -41,7 +41,7 @@ async def _run(args: argparse.Namespace, payload: Any, mode: Mode) -> int:
     project = load_project(args.project)
     lookup(project, "workflow", args.workflow)
     run_id = new_run_id(args.workflow)
-    view = event_view(mode)
+    view = event_view(mode, show_run_error=False)  # the error goes to stderr, once
     record: Any = None
 
     async def cancel(reason: str) -> bool:

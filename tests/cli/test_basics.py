@@ -115,3 +115,22 @@ def test_init_fills_an_empty_directory(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert (tmp_path / "empty" / "workflows" / "summarize.py").exists()
     assert "  pyflue run summarize" in result.out and "cd ." not in result.out
+
+
+def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    """`pyflue --help` is benchmarked: it must not load the core's heavy parts, rich or providers."""
+    code = (
+        "import sys\n"
+        "from pyflue_cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('rich', 'pydantic', 'httpx', 'anyio', 'pyflue.agent', 'pyflue.project', 'sqlite3')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
