@@ -104,10 +104,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _common() -> argparse.ArgumentParser:
+def _common() -> _Parser:
     """Options accepted before and after the command name (``pyflue --project p run x`` and
     ``pyflue run x --project p``); SUPPRESS keeps a later default from erasing an earlier value."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--project",
         "-C",

@@ -37,18 +37,18 @@ def _is_terminal() -> bool:
         return False
 
 
-def event_view(mode: Mode, **options: bool) -> Any:
-    """The event observer for ``mode`` (a context manager), or ``None`` when events are not shown.
-    ``options`` go to the view (``spinner``, ``show_header``, ``show_run_error``)."""
+def event_view(
+    mode: Mode, *, spinner: bool = True, show_header: bool = True, show_run_error: bool = True
+) -> Any:
+    """The event observer for ``mode`` (a context manager), or ``None`` when events are not shown."""
     if mode == "live":
         from .live import LiveView
 
-        return LiveView(**options)
+        return LiveView(spinner=spinner, show_header=show_header, show_run_error=show_run_error)
     if mode == "plain":
         from .output import PlainView
 
-        options.pop("spinner", None)
-        return PlainView(**options)
+        return PlainView(show_header=show_header, show_run_error=show_run_error)
     if mode == "jsonl":
         from .output import JsonlWriter
 

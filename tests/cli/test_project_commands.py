@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import assert_one_line_error, cli
+from .conftest import Child, assert_one_line_error, child_env, cli, interrupt
 
 
 def test_prompt_prints_the_answer(created: Path) -> None:
@@ -62,3 +62,19 @@ def test_listings_report_import_errors_without_hiding_the_rest(broken: Path) -> 
     assert cli("workflows", cwd=broken).code == 0  # the broken file is an agent, not a workflow
     assert_one_line_error(cli("prompt", "broken", "x", "hi", cwd=broken), 2, "failed to load")
     assert cli("run", "hello", cwd=broken).json() == "hello"  # the rest of the project still runs
+
+
+def test_ctrl_c_aborts_a_prompt_and_the_session_goes_on(lab: Path, gate: Path) -> None:
+    env = child_env(PYFLUE_TEST_GATE=str(gate))
+    child = Child("prompt", "gatekeeper", "door-1", "open up", "--jsonl", cwd=lab, env=env)
+    try:
+        child.read_until(lambda e: e["type"] == "tool_start")
+        interrupt(child)
+        code, err = child.finish()
+    finally:
+        child.kill()
+    assert code == 130
+    assert err == "pyflue: interrupted; the prompt to gatekeeper was aborted\n"
+    gate.touch()
+    again = cli("prompt", "gatekeeper", "door-1", "open up", "--json", cwd=lab, env=env)
+    assert again.code == 0, again.err

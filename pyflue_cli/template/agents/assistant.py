@@ -3,7 +3,9 @@
 Run it:  pyflue prompt assistant case-42 "How many words are in 'to be or not to be'?"
 """
 
-from pyflue import create_agent, define_agent_profile, define_tool
+from typing import Any
+
+from pyflue import AgentContext, create_agent, define_agent_profile, define_tool
 
 
 @define_tool
@@ -29,7 +31,7 @@ reviewer = define_agent_profile(
 )
 
 
-def configure(ctx):
+def configure(ctx: AgentContext) -> dict[str, Any]:
     """Called once per agent instance; `ctx.id` is the instance id (e.g. a customer or a case)."""
     return {
         # Claude when ANTHROPIC_API_KEY is set; otherwise the offline `test` model, so the project runs

@@ -14,7 +14,7 @@ class Payload(BaseModel):
     text: str
 
 
-async def run(ctx: FlueContext) -> dict:
+async def run(ctx: FlueContext) -> dict[str, str]:
     text = ctx.payload["text"]  # the validated payload as JSON data (ctx.input is the Payload)
     ctx.log.info("summarizing", words=len(text.split()))
 
