@@ -134,3 +134,16 @@ def test_ctrl_c_cancels_the_run_and_keeps_its_events(lab: Path, gate: Path) -> N
     ]
     assert stored[-1]["type"] == "run_end" and stored[-1]["data"]["status"] == "cancelled"
     no_traceback(cli("runs", cwd=lab))
+
+
+def test_timeout_cancels_the_run_and_exits_1(lab: Path, gate: Path) -> None:
+    result = cli(
+        "run", "gated", "--timeout", "0.3", "--json", cwd=lab, env=child_env(PYFLUE_TEST_GATE=str(gate))
+    )
+    assert result.code == 1
+    data = result.json()
+    assert data["status"] == "cancelled" and data["error"]["reason"] == "timeout"
+    assert (
+        result.err.startswith("pyflue: RunCancelledError: the run timed out")
+        and "Traceback" not in result.err
+    )
