@@ -1,0 +1,306 @@
+"""Projects: a directory of agents and workflows, discovered by file name.
+
+::
+
+    my-project/
+      agents/assistant.py      default = create_agent(...)           → project.agents["assistant"]
+      workflows/summarize.py   async def run(ctx): ...               → project.workflows["summarize"]
+                               class Payload(BaseModel): ...  (optional, validates ctx.payload)
+                               timeout = 60                   (optional, seconds)
+                               a module docstring             (optional, the description)
+      .pyflue/pyflue.db        sessions and runs (SQLite, created on first use)
+
+``src/agents`` and ``src/workflows`` are found when the top level has neither. Names must match
+``[a-z0-9][a-z0-9_-]*``; files starting with ``_`` are helpers and skipped.
+
+Each project's modules are imported once, as submodules of a package private to that project
+(``_pyflue_project_<hash>``), so two projects with a ``workflows/summarize.py`` each never clash,
+and a workflow can import its project's agents with a relative import
+(``from ..agents.assistant import default``). A file that fails to import is reported in
+``project.errors`` with its path and line, and never hides the others.
+
+Importing is blocking work (files, module code): :meth:`Project.load` is meant for start-up; from
+async code use ``await Project.load_async(path)``, which imports in a worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import threading
+import traceback
+import types
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
+
+import anyio.to_thread
+
+from .agent import AgentDefinition
+from .errors import ConfigError, UnknownAgentError, WorkflowError
+from .workflow import WorkflowDefinition
+
+if TYPE_CHECKING:
+    from .stores.base import RunRecord
+    from .stores.sqlite import SQLiteRunStore, SQLiteSessionStore
+
+__all__ = ["DB_PATH", "LoadError", "Project"]
+
+#: Where a project keeps its SQLite database, relative to the project directory.
+DB_PATH = Path(".pyflue") / "pyflue.db"
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_KINDS: tuple[Literal["agent", "workflow"], ...] = ("agent", "workflow")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadError:
+    """Why one agent or workflow file could not be loaded. ``str()`` reads
+    ``<path>:<line>: <what went wrong>``."""
+
+    kind: Literal["agent", "workflow"]
+    name: str
+    path: Path
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message}"
+
+
+class Project:
+    """Agents and workflows of one directory, and its stores.
+
+    ``path`` (resolved), ``agents`` and ``workflows`` (name → definition), ``errors`` (name →
+    :class:`LoadError`; when an agent and a workflow of the same name both fail, the second is
+    keyed ``"<kind>:<name>"``), ``db_path``, ``session_store`` and ``run_store`` (SQLite, one file,
+    opened lazily). :meth:`run` invokes a workflow.
+    """
+
+    _cache: ClassVar[dict[Path, Project]] = {}
+    _lock: ClassVar[threading.RLock] = threading.RLock()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        agents: dict[str, AgentDefinition] | None = None,
+        workflows: dict[str, WorkflowDefinition] | None = None,
+        errors: dict[str, LoadError] | None = None,
+    ) -> None:
+        self.path = Path(path).resolve()
+        self.agents: dict[str, AgentDefinition] = dict(agents or {})
+        self.workflows: dict[str, WorkflowDefinition] = dict(workflows or {})
+        self.errors: dict[str, LoadError] = dict(errors or {})
+
+    # -- discovery ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = ".", *, reload: bool = False) -> Project:
+        """Discover the project at ``path`` (blocking: call at start-up, or use :meth:`load_async`).
+
+        Loaded once per resolved path and cached; ``reload=True`` imports its files afresh (for
+        development servers). ``ConfigError`` if ``path`` is not a directory.
+        """
+        root = Path(path).resolve()
+        with cls._lock:
+            project = cls._cache.get(root)
+            if project is not None and not reload:
+                return project
+            if not root.is_dir():
+                raise ConfigError(f"project directory {root} does not exist")
+            project = cls(root)
+            project._discover(reload)
+            cls._cache[root] = project
+            return project
+
+    @classmethod
+    async def load_async(cls, path: str | os.PathLike[str] = ".", *, reload: bool = False) -> Project:
+        """:meth:`load` in a worker thread, so the event loop never waits on imports."""
+        return await anyio.to_thread.run_sync(functools.partial(cls.load, path, reload=reload))
+
+    @property
+    def source(self) -> Path:
+        """The directory holding ``agents/`` and ``workflows/``: the project, or its ``src/``."""
+        for base in (self.path, self.path / "src"):
+            if (base / "agents").is_dir() or (base / "workflows").is_dir():
+                return base
+        return self.path
+
+    @property
+    def package(self) -> str:
+        """The private package its modules are imported under."""
+        return "_pyflue_project_" + hashlib.sha1(str(self.path).encode()).hexdigest()[:12]
+
+    def _discover(self, reload: bool) -> None:
+        source, package = self.source, self.package
+        if reload:
+            for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+                del sys.modules[name]
+            importlib.invalidate_caches()
+        if package not in sys.modules:
+            spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
+            spec.submodule_search_locations = [str(source)]
+            module = importlib.util.module_from_spec(spec)
+            module.__path__ = [str(source)]
+            sys.modules[package] = module
+        for kind in _KINDS:
+            folder = source / f"{kind}s"
+            if not folder.is_dir():
+                continue
+            for file in sorted(folder.glob("*.py")):
+                name = file.stem
+                if name.startswith("_"):
+                    continue
+                if not _NAME.match(name):
+                    self._error(kind, name, file, f"{kind} name {name!r} must match [a-z0-9][a-z0-9_-]*")
+                    continue
+                try:
+                    module = _import(f"{package}.{kind}s", name, file)
+                except BaseException as exc:  # SyntaxError, ImportError, anything its code raises
+                    if not isinstance(exc, Exception | SystemExit):
+                        raise
+                    message, line = _describe(exc, file)
+                    self._error(kind, name, file, message, line)
+                    continue
+                try:
+                    if kind == "agent":
+                        self.agents[name] = _agent(name, module)
+                    else:
+                        self.workflows[name] = _workflow(name, module, file)
+                except ConfigError as exc:
+                    self._error(kind, name, file, str(exc))
+
+    def _error(
+        self, kind: Literal["agent", "workflow"], name: str, path: Path, message: str, line: int | None = None
+    ) -> None:
+        key = name if name not in self.errors else f"{kind}:{name}"
+        self.errors[key] = LoadError(kind, name, path, message, line)
+
+    # -- lookups -----------------------------------------------------------------------------------
+
+    def workflow(self, name: str) -> WorkflowDefinition:
+        """The workflow ``name``: ``UnknownAgentError`` listing the available ones when there is
+        none, ``WorkflowError`` with the reason when its file failed to load."""
+        found = self.workflows.get(name)
+        if found is None:
+            self._missing("workflow", name, self.workflows)
+        return found
+
+    def agent(self, name: str) -> AgentDefinition:
+        """The agent ``name`` (``UnknownAgentError`` / ``WorkflowError`` as for :meth:`workflow`)."""
+        found = self.agents.get(name)
+        if found is None:
+            self._missing("agent", name, self.agents)
+        return found
+
+    def _missing(self, kind: str, name: str, table: dict[str, Any]) -> NoReturn:
+        error = next((e for e in self.errors.values() if e.kind == kind and e.name == name), None)
+        if error is not None:
+            raise WorkflowError(f"{kind} {name!r} failed to load: {error}")
+        available = ", ".join(sorted(table)) or "none"
+        raise UnknownAgentError(f"no {kind} named {name!r} in {self.path}; available: {available}")
+
+    # -- stores and runs ---------------------------------------------------------------------------
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_PATH
+
+    @cached_property
+    def session_store(self) -> SQLiteSessionStore:
+        from .stores.sqlite import SQLiteSessionStore
+
+        return SQLiteSessionStore(self.db_path)
+
+    @cached_property
+    def run_store(self) -> SQLiteRunStore:
+        from .stores.sqlite import SQLiteRunStore
+
+        return SQLiteRunStore(self.db_path)
+
+    async def run(self, name: str, payload: Any = None, **kwargs: Any) -> RunRecord:
+        """``invoke_workflow(self, name, payload, **kwargs)``: run a workflow, get its record."""
+        from .workflow import invoke_workflow
+
+        return await invoke_workflow(self, name, payload, **kwargs)
+
+    def __repr__(self) -> str:
+        agents, workflows = sorted(self.agents), sorted(self.workflows)
+        return f"Project({str(self.path)!r}, agents={agents}, workflows={workflows})"
+
+
+def _import(parent: str, name: str, file: Path) -> types.ModuleType:
+    """Import ``file`` as ``<parent>.<name>`` once (a workflow may have imported it already)."""
+    qualified = f"{parent}.{name}"
+    module = sys.modules.get(qualified)
+    if module is not None:
+        return module
+    importlib.import_module(parent)
+    if name.isidentifier():
+        return importlib.import_module(qualified)
+    spec = importlib.util.spec_from_file_location(qualified, file)  # e.g. my-flow.py
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(qualified, None)
+        raise
+    return module
+
+
+def _describe(exc: BaseException, file: Path) -> tuple[str, int | None]:
+    """A one-line reason and the line of ``file`` where it happened."""
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename) == file:
+        return f"SyntaxError: {exc.msg}", exc.lineno
+    line = None
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == str(file):
+            line = frame.lineno
+            break
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__), line
+
+
+def _docstring(module: types.ModuleType) -> str | None:
+    return inspect.cleandoc(module.__doc__) if module.__doc__ else None
+
+
+def _agent(name: str, module: types.ModuleType) -> AgentDefinition:
+    definition = getattr(module, "default", None)
+    if not isinstance(definition, AgentDefinition):
+        raise ConfigError(f"agents/{name}.py must export `default = create_agent(...)`")
+    definition.name = name
+    if definition.description is None:
+        definition.description = _docstring(module)
+    return definition
+
+
+def _workflow(name: str, module: types.ModuleType, file: Path) -> WorkflowDefinition:
+    run = getattr(module, "run", None)
+    if run is None or not inspect.iscoroutinefunction(run):
+        raise ConfigError(f"workflows/{name}.py must define `async def run(ctx)`")
+    try:
+        return WorkflowDefinition(
+            name,
+            run,
+            payload_type=getattr(module, "Payload", None),
+            description=_docstring(module),
+            timeout=getattr(module, "timeout", None),
+            path=file,
+        )
+    except ConfigError:
+        raise
+    except Exception as exc:  # a Payload pydantic cannot build a validator for
+        raise ConfigError(f"workflows/{name}.py: its Payload is not a usable type: {exc}") from exc

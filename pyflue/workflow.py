@@ -1,0 +1,486 @@
+"""Workflows and their runs: :class:`FlueContext`, :class:`WorkflowDefinition`, :func:`invoke_workflow`.
+
+A workflow is ``async def run(ctx)`` in ``workflows/<name>.py`` of a project. Each invocation is a
+*run* with its own id (``workflow:<name>:<ulid>``), its own :class:`~pyflue.events.EventBus` and a
+record in the run store. The lifecycle::
+
+    validate payload ─► create record (running) ─► run_start ─► run(ctx) ─► run_end ─► final record
+         │ PayloadValidationError: raised, no record        completed | failed | cancelled
+
+The record exists *before* the workflow's code runs (``task_status.started(run_id)`` fires then, so
+``await task_group.start(invoke_workflow, ...)`` hands out a run id that is already readable), and
+every run reaches a final status: an exception is ``failed``, a cancel request or the workflow's
+``timeout`` is ``cancelled``, and a process that dies mid-run leaves a run the store marks
+``interrupted``. Every event of the run (agent operations, model calls, tools, tasks, logs) is
+written to the store in batches by a flusher task; the last batch and the final record are written
+together before :func:`invoke_workflow` returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from .agent import AgentDefinition, AgentHarness
+from .agent import init as init_agent
+from .errors import (
+    ConfigError,
+    PayloadValidationError,
+    ResultNotSerializableError,
+    RunCancelledError,
+    error_payload,
+)
+from .events import LIFECYCLE, Event, EventBus, Observer
+from .ids import check_id, new_run_id
+from .models.base import Usage
+from .stores.base import RunRecord, RunStore, SessionStore
+
+if TYPE_CHECKING:
+    from .project import Project
+
+__all__ = ["FlueContext", "RunLog", "WorkflowDefinition", "invoke_workflow"]
+
+_log = logging.getLogger("pyflue.workflow")
+
+RunFunction = Callable[["FlueContext"], Awaitable[Any]]
+
+#: Events buffered before the flusher writes without waiting for its interval.
+FLUSH_EVENTS = 512
+#: Seconds between the flusher's writes while events trickle in.
+FLUSH_INTERVAL = 0.05
+
+
+class WorkflowDefinition:
+    """A workflow as a project defines it: ``run``, an optional ``Payload`` type, a description
+    (the module docstring) and an optional ``timeout`` in seconds."""
+
+    __slots__ = ("_adapter", "description", "name", "path", "payload_type", "run", "timeout")
+
+    def __init__(
+        self,
+        name: str,
+        run: RunFunction,
+        *,
+        payload_type: Any = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        path: Path | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(run):
+            raise ConfigError(f"workflow {name!r}: run must be an `async def run(ctx)` function")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+            raise ConfigError(f"workflow {name!r}: timeout must be a number of seconds, got {timeout!r}")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"workflow {name!r}: timeout must be positive, got {timeout!r}")
+        self.name = name
+        self.run = run
+        self.payload_type = payload_type
+        self.description = description
+        self.timeout = float(timeout) if timeout is not None else None
+        self.path = path
+        self._adapter: TypeAdapter[Any] | None = (
+            TypeAdapter(payload_type) if payload_type is not None else None
+        )
+
+    @property
+    def payload_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the ``Payload`` type (for HTTP docs and CLI help), or ``None``."""
+        return self._adapter.json_schema() if self._adapter is not None else None
+
+    def validate_payload(self, payload: Any) -> tuple[Any, Any]:
+        """``(payload as JSON data, typed payload or None)``; ``PayloadValidationError`` when it does
+        not fit the ``Payload`` type or is not JSON data. ``None`` means an empty object."""
+        if payload is None:
+            payload = {}
+        if self._adapter is None:
+            try:
+                return to_jsonable_python(payload), None
+            except PydanticSerializationError as exc:
+                raise PayloadValidationError(
+                    f"payload for workflow {self.name!r} is not JSON data: {exc}"
+                ) from None
+        try:
+            typed = self._adapter.validate_python(payload)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
+            )
+            raise PayloadValidationError(
+                f"payload for workflow {self.name!r} is invalid: {problems}"
+            ) from None
+        return self._adapter.dump_python(typed, mode="json"), typed
+
+    def __repr__(self) -> str:
+        return f"WorkflowDefinition({self.name!r})"
+
+
+class RunLog:
+    """``ctx.log``: each call emits a ``log`` event ``{level, message, fields}`` into the run's log.
+    ``fields`` should be JSON data; anything else is stored as its ``repr``."""
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+
+    def _emit(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        self._bus.emit("log", {"level": level, "message": str(message), "fields": fields})
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self._emit("debug", message, fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._emit("info", message, fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self._emit("warning", message, fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self._emit("error", message, fields)
+
+
+class FlueContext:
+    """What a workflow's ``run(ctx)`` gets.
+
+    ``run_id``, ``workflow`` (its name), ``payload`` (JSON data: with a ``Payload`` type, the
+    validated payload with defaults filled in, so ``ctx.payload["text"]`` works either way),
+    ``input`` (the typed ``Payload`` instance, or ``None``), ``env``, ``project``, ``log``,
+    :meth:`init` (agents whose events join the run's log), :meth:`emit` (custom events) and
+    :meth:`cancel`.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        payload: Any,
+        input: Any,
+        env: Mapping[str, str],
+        project: Project,
+        bus: EventBus,
+        session_store: SessionStore,
+        control: _RunControl,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.payload = payload
+        self.input = input
+        self.env = env
+        self.project = project
+        self.bus = bus
+        self.log = RunLog(bus)
+        self._session_store = session_store
+        self._control = control
+
+    async def init(self, agent: AgentDefinition | str, id: str | None = None) -> AgentHarness:
+        """An instance of ``agent`` (a definition, or the name of one of the project's agents).
+
+        Its events carry this run's id and are part of the run's log. The instance id defaults
+        to the run id, so each run starts with fresh sessions; pass ``id=`` to continue one
+        instance's sessions across runs (e.g. per user). Sessions persist in the project's store.
+        """
+        definition = self.project.agent(agent) if isinstance(agent, str) else agent
+        return await init_agent(
+            definition,
+            id=self.run_id if id is None else id,
+            bus=self.bus,
+            run_id=self.run_id,
+            payload=self.payload,
+            session_store=self._session_store,
+            env=self.env,
+        )
+
+    def emit(self, type: str, data: dict[str, Any] | None = None) -> Event | None:
+        """A custom event in the run's log. Built-in types (``run_start``, ``log``, ...) are refused:
+        consumers rely on their shape."""
+        if not isinstance(type, str) or not type:
+            raise ConfigError(f"event type must be a non-empty string, got {type!r}")
+        if type in LIFECYCLE:
+            raise ConfigError(f"{type!r} is a built-in event type; name custom events differently")
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"event data must be a dict, got {data.__class__.__name__}")
+        return self.bus.emit(type, {} if data is None else data)
+
+    def cancel(self, reason: str = "cancelled by the workflow") -> None:
+        """Cancel this run: the workflow's code is cancelled at its next ``await`` and the run
+        ends ``cancelled`` with ``reason``."""
+        self._control.cancel(reason, "cancelled")
+
+    def __repr__(self) -> str:
+        return f"FlueContext({self.run_id!r})"
+
+
+class _RunControl:
+    """The run's cancel scope and why it was cancelled. Cancel requests before the scope exists
+    are remembered and applied when it opens."""
+
+    __slots__ = ("kind", "reason", "scope", "thread")
+
+    def __init__(self) -> None:
+        self.scope: anyio.CancelScope | None = None
+        self.reason: str | None = None
+        self.kind: str | None = None
+        self.thread = threading.get_ident()
+
+    def cancel(self, reason: str, kind: str) -> None:
+        if self.reason is None:
+            self.reason, self.kind = reason, kind
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def poll(self, store: RunStore, run_id: str, interval: float) -> None:
+        """Watch the store for a cancel request from any process."""
+        while True:
+            await anyio.sleep(interval)
+            try:
+                reason = await store.cancel_requested(run_id)
+            except Exception:
+                _log.warning("run %s: could not poll for cancel requests", run_id, exc_info=True)
+                continue
+            if reason:
+                self.cancel(reason, "cancel_requested")
+                return
+
+
+# Runs in flight in this process, so cancel_run() from the same thread cancels at once.
+_live: dict[str, _RunControl] = {}
+
+
+def cancel_local(run_id: str, reason: str) -> bool:
+    """Cancel a run of this process directly when called from its event loop's thread; False
+    when the run is not here (the store's cancel request then reaches it by polling)."""
+    control = _live.get(run_id)
+    if control is None or control.thread != threading.get_ident():
+        return False
+    control.cancel(reason, "cancel_requested")
+    return True
+
+
+class _Recorder:
+    """The run's store observer: buffers events (a sync observer, so it costs the emitter a list
+    append), adds up usage, and writes batches from a flusher task."""
+
+    __slots__ = ("buffer", "closed", "run_id", "store", "usage", "wake")
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.buffer: list[Event] = []
+        self.usage = Usage()
+        self.wake = anyio.Event()
+        self.closed = False
+
+    def __call__(self, event: Event) -> None:
+        if self.closed:
+            return  # an instance used after its run ended: not part of the run any more
+        self.buffer.append(event)
+        if event.type == "model_end":
+            spent = event.data.get("usage")
+            if spent:
+                self.usage = self.usage + Usage(**spent)
+        if len(self.buffer) >= FLUSH_EVENTS:
+            self.wake.set()
+
+    async def flush(self) -> None:
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        try:
+            await self.store.append_events(self.run_id, batch)
+        except Exception:
+            self.buffer[:0] = batch  # keep order; retried at the next flush
+            _log.warning(
+                "run %s: could not write %d events; retrying", self.run_id, len(batch), exc_info=True
+            )
+            await anyio.sleep(FLUSH_INTERVAL * 10)
+
+    async def run(self) -> None:
+        while True:
+            with anyio.move_on_after(FLUSH_INTERVAL):
+                await self.wake.wait()
+            self.wake = anyio.Event()
+            await self.flush()
+
+    async def finish(self, record: RunRecord) -> None:
+        self.closed = True
+        batch, self.buffer = self.buffer, []
+        await self.store.finish_run(record, batch)
+
+
+@functools.cache
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+async def invoke_workflow(
+    project: Project | str | os.PathLike[str],
+    name: str,
+    payload: Any = None,
+    *,
+    run_store: RunStore | None = None,
+    session_store: SessionStore | None = None,
+    on_event: Observer | None = None,
+    timeout: float | None = None,
+    run_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cancel_poll_interval: float = 0.25,
+    task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> RunRecord:
+    """Run workflow ``name`` of ``project`` with ``payload`` and return its final :class:`RunRecord`.
+
+    A run that fails, is cancelled or times out is *returned* with that status and its ``error``;
+    what raises is what prevents a run from existing: ``UnknownAgentError`` (no such workflow; the
+    message lists them), ``WorkflowError`` (it failed to load), ``PayloadValidationError`` (no run
+    record is created), ``ConfigError`` (a ``run_id`` already used). If the *caller* is cancelled
+    (or interrupted), the run is recorded ``cancelled`` and the cancellation propagates.
+
+    ``run_store`` / ``session_store`` default to the project's SQLite stores; ``on_event`` observes
+    the run's events live; ``timeout`` (seconds) overrides the workflow's own; ``env`` replaces
+    ``os.environ`` for the run's agents; the run polls the store for cancel requests from other
+    processes every ``cancel_poll_interval`` seconds. With ``task_group.start(...)`` the run id is
+    handed back as soon as the record exists.
+    """
+    from .project import Project
+
+    if not isinstance(project, Project):
+        project = await Project.load_async(project)
+    definition = project.workflow(name)
+    data, typed = definition.validate_payload(payload)
+    run_id = check_id(run_id, "run id") if run_id is not None else new_run_id(name)
+    limit = timeout if timeout is not None else definition.timeout
+    if limit is not None and limit <= 0:
+        raise ConfigError(f"timeout must be positive, got {limit!r}")
+    store = run_store if run_store is not None else project.run_store
+    started = time.perf_counter()
+    record = RunRecord(
+        run_id=run_id,
+        workflow=name,
+        payload=data,
+        started_at=datetime.now(UTC),
+        owner_pid=os.getpid(),
+        owner_host=_hostname(),
+    )
+    await store.create_run(record)
+    task_status.started(run_id)
+
+    bus = EventBus(run_id=run_id)
+    recorder = _Recorder(store, run_id)
+    bus.subscribe(recorder)
+    if on_event is not None:
+        bus.subscribe(on_event)
+    control = _RunControl()
+    ctx = FlueContext(
+        run_id=run_id,
+        workflow=name,
+        payload=data,
+        input=typed,
+        env=dict(os.environ) if env is None else env,
+        project=project,
+        bus=bus,
+        session_store=session_store if session_store is not None else project.session_store,
+        control=control,
+    )
+    _live[run_id] = control
+    outcome: tuple[str, Any, dict[str, Any] | None] = ("cancelled", None, None)
+    escaped: BaseException | None = None
+    try:
+        async with bus.delivering():
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(recorder.run)
+                    tg.start_soon(control.poll, store, run_id, cancel_poll_interval)
+                    bus.emit("run_start", {"workflow": name, "payload": data})
+                    outcome = await _execute(definition, ctx, control, limit)
+                    tg.cancel_scope.cancel()
+            except BaseException as exc:  # the caller was cancelled, or KeyboardInterrupt & co.
+                escaped = exc
+                reason = (
+                    "the caller was cancelled"
+                    if isinstance(exc, anyio.get_cancelled_exc_class())
+                    else f"interrupted by {type(exc).__name__}"
+                )
+                outcome = (
+                    "cancelled",
+                    None,
+                    {**RunCancelledError(reason).to_dict(), "reason": "caller_cancelled"},
+                )
+            with anyio.CancelScope(shield=True):
+                status, result, error = outcome
+                duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                end: dict[str, Any] = {"status": status}
+                if error is None:
+                    end["result"] = result
+                else:
+                    end["error"] = error
+                end.update(duration_ms=duration_ms, usage=recorder.usage.to_dict())
+                bus.emit("run_end", end)
+                final = record.model_copy(
+                    update={
+                        "status": status,
+                        "result": result,
+                        "error": error,
+                        "ended_at": datetime.now(UTC),
+                        "duration_ms": duration_ms,
+                        "usage": recorder.usage,
+                    }
+                )
+                await recorder.finish(final)
+    finally:
+        _live.pop(run_id, None)
+        recorder.closed = True
+    if escaped is not None:
+        raise escaped
+    return final
+
+
+async def _execute(
+    definition: WorkflowDefinition, ctx: FlueContext, control: _RunControl, limit: float | None
+) -> tuple[str, Any, dict[str, Any] | None]:
+    """Run the workflow's code in the run's cancel scope: ``(status, result, error)``. Once the
+    scope is cancelled (request, ``ctx.cancel``, timeout) the run is ``cancelled`` even if the code
+    raised something else while unwinding; code that swallows the cancellation and returns a value
+    completes."""
+    failure: Exception | None = None
+    with anyio.CancelScope() as scope:
+        control.scope = scope
+        if control.reason is not None:
+            scope.cancel()
+        if limit is not None:
+            scope.deadline = anyio.current_time() + limit
+        try:
+            value = await definition.run(ctx)
+        except Exception as exc:
+            failure = exc
+    control.scope = None
+    if scope.cancel_called and (scope.cancelled_caught or failure is not None):
+        if control.reason is None:
+            control.reason, control.kind = (
+                f"the run timed out after {limit:g} s (the workflow's timeout)",
+                "timeout",
+            )
+        return "cancelled", None, {**RunCancelledError(control.reason).to_dict(), "reason": control.kind}
+    if failure is not None:
+        return "failed", None, error_payload(failure)
+    try:
+        return "completed", to_jsonable_python(value), None
+    except PydanticSerializationError as exc:
+        error = ResultNotSerializableError(
+            f"workflow {definition.name!r} returned a {type(value).__name__}, which is not "
+            f"JSON-serialisable ({exc}); return a dict of plain values"
+        )
+        return "failed", None, error_payload(error)
