@@ -74,8 +74,8 @@ for kind, body in steps:
             key, _, value = argv[1].partition("="); os.environ[key] = value; continue
         if argv[0] == "python":
             argv[0] = sys.executable
-        proc = subprocess.run(body if "|" in body or "<" in body else argv, shell="|" in body or "<" in body,
-                              capture_output=True, text=True, timeout=120)
+        shell = any(c in body for c in "|<>")
+        proc = subprocess.run(body if shell else argv, shell=shell, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0 and not body.rstrip().endswith("|| true"):
             sys.exit(f"command failed ({proc.returncode}): {body}\n{proc.stdout}\n{proc.stderr}")
 """
