@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .events import EventBus, Observer
 from .ids import check_id
 from .models.base import Model
 from .models.registry import resolve_model
-from .stores.base import SessionKey, SessionStore
+from .stores.base import SessionKey, SessionStore, StoredMessage
 from .tools import Tool, as_tool
 
 if TYPE_CHECKING:
@@ -149,7 +150,12 @@ class AgentHarness:
             self._sessions.move_to_end(session_id)
             return session
         key = SessionKey(self.name, self.id, session_id)
-        history = await self.store.load(key)
+        history = _live.get((id(self.store), key))
+        if history is None:
+            loaded = await self.store.load(key)
+            history = _live.get((id(self.store), key))  # another harness may have loaded it meanwhile
+            if history is None:
+                history = _live[(id(self.store), key)] = _History(loaded)
         session = self._sessions.get(session_id)  # another task may have loaded it meanwhile
         if session is None:
             session = Session(self, session_id, history)
@@ -160,6 +166,17 @@ class AgentHarness:
 
     def __repr__(self) -> str:
         return f"AgentHarness({self.name!r}, id={self.id!r})"
+
+
+class _History(list[StoredMessage]):
+    """A stored session's messages in memory: one list shared by every ``Session`` object of that
+    stored session in the process (other harnesses of the instance, or a session still in use after
+    the cache evicted it), so none of them prompts with a stale copy. Operations take turns on it."""
+
+    __slots__ = ("__weakref__",)
+
+
+_live: weakref.WeakValueDictionary[tuple[int, SessionKey], _History] = weakref.WeakValueDictionary()
 
 
 def _resolve(model: Any, env: Mapping[str, str], agent: str) -> Model:

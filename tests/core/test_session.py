@@ -168,6 +168,39 @@ async def test_two_harnesses_of_one_instance_share_the_session_order() -> None:
     assert len(await store.load(s1.key)) == 4
 
 
+@pytest.mark.parametrize("how", ["two harnesses", "evicted from the cache"])
+async def test_every_session_object_of_one_stored_session_sees_one_history(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two harnesses of one instance (or a session still in use after the harness's cache evicted
+    it) must not keep diverging copies: each model call sees everything said so far."""
+    import pyflue.agent
+
+    store = MemorySessionStore()
+    seen: list[list[str]] = []
+
+    def respond(request: ModelRequest) -> str:
+        seen.append([text_of(m) for m in request.messages])
+        return "ok"
+
+    first = await init(model=FunctionModel(respond), id="shared", session_store=store)
+    s1 = await first.session()
+    if how == "two harnesses":
+        second = await init(model=FunctionModel(respond), id="shared", session_store=store)
+    else:
+        monkeypatch.setattr(pyflue.agent, "_SESSION_CACHE", 1)
+        second = first
+        await first.session("other")  # evicts "default"; s1 is still held and used
+    s2 = await second.session()
+    assert s2 is not s1
+    await s1.prompt("one")
+    await s2.prompt("two")
+    await s1.prompt("three")
+    assert seen == [["one"], ["one", "ok", "two"], ["one", "ok", "two", "ok", "three"]]
+    stored = [text_of(m) for m in await store.load(s1.key)]
+    assert stored == [text_of(m) for m in s1.history] == [text_of(m) for m in s2.history]
+
+
 # -- abort -----------------------------------------------------------------------------------------
 
 
