@@ -221,8 +221,8 @@ CREATE INDEX IF NOT EXISTS runs_by_end ON runs (ended_at);
 CREATE TABLE IF NOT EXISTS run_events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    data BLOB NOT NULL,
+    last_seq INTEGER NOT NULL,
+    events BLOB NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
@@ -244,8 +244,61 @@ def _json(value: Any) -> bytes:
     return to_json(value, fallback=repr, inf_nan_mode="null", bytes_mode="base64")
 
 
-def _event_row(run_id: str, event: Event) -> tuple[str, int, str, bytes]:
-    return (run_id, event.seq, event.type, _json(event.model_dump()))
+#: Events per stored chunk at most (a flush writes one chunk or a few).
+_CHUNK = 1024
+
+
+def _pack(event: Event) -> list[Any]:
+    """An event as a compact JSON row. The raw id (an int) and timestamp (a float) are stored as
+    the bus made them: encoding a ULID string and an ISO date costs more than the rest of a write,
+    and ``Event`` encodes them lazily when a reader asks. (Private fields of ``Event``, read on
+    purpose: both are part of ``pyflue``.)"""
+    return [
+        event.seq,
+        event.type,
+        event._id,
+        event._ts,
+        event.agent,
+        event.instance_id,
+        event.session_id,
+        event.operation_id,
+        event.parent_id,
+        event.data,
+    ]
+
+
+def _chunks(run_id: str, events: Sequence[Event]) -> list[tuple[str, int, int, bytes]]:
+    """Rows of ``run_events``: each holds consecutive events (one flush) as a JSON array, so a
+    write costs one row per batch instead of one per event."""
+    return [
+        (run_id, part[0].seq, part[-1].seq, _json([_pack(e) for e in part]))
+        for part in (events[i : i + _CHUNK] for i in range(0, len(events), _CHUNK))
+    ]
+
+
+def _unpack(run_id: str, blob: bytes) -> list[Event]:
+    from ..events import Event
+
+    return [
+        Event(r[1], r[9], r[0], run_id, r[4], r[5], r[6], r[7], r[8], event_id=r[2], ts=r[3])
+        for r in from_json(blob)
+    ]
+
+
+def _insert_events(conn: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:
+    conn.executemany("INSERT INTO run_events VALUES (?, ?, ?, ?)", _chunks(run_id, events))
+
+
+def _select_events(conn: sqlite3.Connection, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
+    """Events with ``seq > after_seq`` (at most ``limit``), starting at the chunk holding the
+    next one."""
+    rows = conn.execute(
+        "SELECT events FROM run_events WHERE run_id=?1 AND seq >= coalesce("
+        "(SELECT max(seq) FROM run_events WHERE run_id=?1 AND seq <= ?2 + 1), 0) ORDER BY seq LIMIT ?3",
+        (run_id, after_seq, -1 if limit is None else limit),
+    ).fetchall()
+    events = [e for (blob,) in rows for e in _unpack(run_id, blob) if e.seq > after_seq]
+    return events if limit is None else events[:limit]
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -292,8 +345,10 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
-def _process_start(pid: int) -> str | None:
-    stat = _proc_stat(pid)
+@functools.cache
+def _own_start() -> str | None:
+    """This process's start time (see :func:`_proc_stat`); read once, in a worker thread."""
+    stat = _proc_stat(os.getpid())
     return stat[1] if stat is not None else None
 
 
@@ -347,17 +402,12 @@ def _mark_interrupted(conn: sqlite3.Connection, run_id: str) -> bool:
     if row is None or row[0] != "running":
         return False
     started_at, pid, host = row[1], row[2], row[3]
-    last_seq, last_data = conn.execute(
-        "SELECT seq, data FROM run_events WHERE run_id=? ORDER BY seq DESC LIMIT 1", (run_id,)
-    ).fetchone() or (0, None)
-    ended_at = started_at
-    if last_data is not None:
-        ended_at = max(started_at, datetime.fromisoformat(from_json(last_data)["ts"]).timestamp())
+    events = _select_events(conn, run_id, 0, None)
+    last_seq = events[-1].seq if events else 0
+    ended_at = max(started_at, events[-1].timestamp) if events else started_at
     usage = Usage()
-    for (data,) in conn.execute(
-        "SELECT data FROM run_events WHERE run_id=? AND type='model_end'", (run_id,)
-    ).fetchall():
-        spent = from_json(data)["data"].get("usage")
+    for event in events:
+        spent = event.data.get("usage") if event.type == "model_end" else None
         if spent:
             usage = usage + Usage(**spent)
     error = interrupted_error(pid, host)
@@ -368,7 +418,7 @@ def _mark_interrupted(conn: sqlite3.Connection, run_id: str) -> bool:
         last_seq + 1,
         run_id,
     )
-    conn.execute("INSERT INTO run_events VALUES (?, ?, ?, ?)", _event_row(run_id, end))
+    _insert_events(conn, run_id, [end])
     conn.execute(
         "UPDATE runs SET status='interrupted', error=?, ended_at=?, duration_ms=?, usage=?, "
         "cancel_reason=NULL WHERE run_id=?",
@@ -436,7 +486,6 @@ class SQLiteRunStore:
     # -- the RunStore protocol ---------------------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
-        start = _process_start(record.owner_pid) if record.owner_pid == os.getpid() else None
         row = (
             record.run_id,
             record.workflow,
@@ -450,14 +499,14 @@ class SQLiteRunStore:
             record.duration_ms,
             record.owner_pid,
             record.owner_host,
-            start,
         )
-        sql = f"INSERT INTO runs ({_RUN_COLUMNS}, owner_start) VALUES ({', '.join('?' * len(row))})"
+        sql = f"INSERT INTO runs ({_RUN_COLUMNS}, owner_start) VALUES ({', '.join('?' * (len(row) + 1))})"
 
         def write(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM runs WHERE run_id=?", (record.run_id,)).fetchone():
                 raise ConfigError(f"run id {record.run_id!r} already exists; pick another or leave it out")
-            conn.execute(sql, row)
+            start = _own_start() if record.owner_pid == os.getpid() else None
+            conn.execute(sql, (*row, start))
 
         await self._go(lambda: self.db.call(write))
 
@@ -467,9 +516,7 @@ class SQLiteRunStore:
         batch = list(events)
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO run_events VALUES (?, ?, ?, ?)", [_event_row(run_id, e) for e in batch]
-            )
+            _insert_events(conn, run_id, batch)
 
         await self._go(lambda: self.db.call(write))
 
@@ -486,9 +533,7 @@ class SQLiteRunStore:
         )
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO run_events VALUES (?, ?, ?, ?)", [_event_row(record.run_id, e) for e in batch]
-            )
+            _insert_events(conn, record.run_id, batch)
             conn.execute(
                 "UPDATE runs SET status=?, result=?, error=?, usage=?, ended_at=?, duration_ms=?, "
                 "cancel_reason=NULL WHERE run_id=?",
@@ -543,16 +588,10 @@ class SQLiteRunStore:
         return await self._go(work, empty=RunPage([]))
 
     async def read_events(self, run_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
-        from ..events import Event
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            return _select_events(conn, run_id, after_seq, limit)
 
-        def read(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(
-                "SELECT data FROM run_events WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
-                (run_id, after_seq, -1 if limit is None else limit),
-            ).fetchall()
-
-        rows = await self._go(lambda: self.db.call(read, False), empty=[])
-        return [Event.model_validate_json(row[0]) for row in rows]
+        return await self._go(lambda: self.db.call(read, False), empty=[])
 
     async def request_cancel(self, run_id: str, reason: str) -> bool:
         def write(conn: sqlite3.Connection) -> bool:

@@ -11,7 +11,11 @@ import pytest
 from pyflue import AgentDefinition, Project
 from pyflue.errors import ConfigError, UnknownAgentError, WorkflowError
 from pyflue.project import LoadError
-from tests.core._workflow_helpers import SEED, write_project
+from tests.core._workflow_helpers import (
+    SEED,
+    _close_databases,  # noqa: F401 (an autouse fixture)
+    write_project,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 
@@ -212,3 +216,15 @@ async def _tools_of(project: Project) -> list[object]:
 
     harness = await init(project.agents["assistant"], id="probe")
     return list(harness.tools.values())
+
+
+def test_an_agent_and_a_workflow_of_one_name_both_failing_are_both_reported(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {"agents/twin.py": "raise ValueError('a')\n", "workflows/twin.py": "raise ValueError('w')\n"},
+    )
+    errors = Project.load(tmp_path).errors
+    assert {key: (e.kind, e.message) for key, e in errors.items()} == {
+        "twin": ("agent", "ValueError: a"),
+        "workflow:twin": ("workflow", "ValueError: w"),
+    }

@@ -25,7 +25,12 @@ from pyflue.ids import new_run_id
 from pyflue.stores.base import RunRecord, RunStore
 from pyflue.stores.memory import MemoryRunStore
 from pyflue.stores.sqlite import SQLiteRunStore
-from tests.core._workflow_helpers import STUCK, TICKING, write_project
+from tests.core._workflow_helpers import (
+    STUCK,
+    TICKING,
+    _close_databases,  # noqa: F401 (an autouse fixture)
+    write_project,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,13 @@ from pyflue.errors import ConfigError, PayloadValidationError, UnknownAgentError
 from pyflue.models.base import Usage
 from pyflue.stores.base import RunRecord
 from pyflue.stores.memory import MemoryRunStore
-from tests.core._workflow_helpers import SEED, STUCK, TICKING, write_project
+from tests.core._workflow_helpers import (
+    SEED,
+    STUCK,
+    TICKING,
+    _close_databases,  # noqa: F401 (an autouse fixture)
+    write_project,
+)
 from tests.models import anthropic_fixtures as fx
 from tests.wire import WireServer
 
