@@ -26,6 +26,7 @@ from .stores.base import SessionKey, SessionStore, StoredMessage
 from .tools import Tool, as_tool
 
 if TYPE_CHECKING:
+    from .compaction import Compactor
     from .session import Session
 
 __all__ = ["AgentContext", "AgentDefinition", "AgentHarness", "create_agent", "init"]
@@ -133,6 +134,19 @@ class AgentHarness:
     @property
     def run_id(self) -> str | None:
         return self.context.run_id
+
+    @property
+    def task_tool(self) -> Tool | None:
+        """The built-in ``task`` tool when this agent has subagents (see :mod:`pyflue.tasks`)."""
+        from .tasks import task_tool
+
+        return task_tool(self)
+
+    def compactor(self) -> Compactor | None:
+        """Compaction hooks for one operation, ``None`` when disabled (see :mod:`pyflue.compaction`)."""
+        from .compaction import compactor_for
+
+        return compactor_for(self)
 
     def instructions(self) -> str | None:
         value = self.config.instructions
