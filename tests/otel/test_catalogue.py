@@ -425,3 +425,53 @@ def test_an_error_event_becomes_a_span_event(
     assert [(e.name, dict(e.attributes or {})) for e in run.events] == [
         ("pyflue.error", {"error.type": "StoreError", "exception.message": "disk full"})
     ]
+
+
+def test_a_task_is_named_after_its_profile_and_found_under_the_calling_tool(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """tasks.py emits task_start without a call_id, from inside the tool; the child operation's
+    envelope names the parent's agent (the instance that runs it), the profile is in task_start."""
+    import contextvars
+
+    observer = create_opentelemetry_observer(tracer_provider=provider)
+    ev = Events(agent="lead")
+    operation, tool_task, other_task = (contextvars.copy_context() for _ in range(3))
+    operation.run(observer, ev("operation_start", T0, {"kind": "prompt"}, op="p"))
+    operation.run(observer, ev("operation_start", T0, {"kind": "prompt"}, op="q", session="s9"))
+    # In the tool's own task, where its span is current:
+    tool_task.run(observer, ev("tool_start", T0 + 1, {"tool": "task", "call_id": "c1"}, op="p"))
+    tool_task.run(
+        observer, ev("task_start", T0 + 2, {"agent": "researcher", "task_operation_id": "t1"}, op="p")
+    )
+    tool_task.run(
+        observer, ev("operation_start", T0 + 3, {"kind": "task"}, op="t1", parent="p", session="task:t1")
+    )
+    tool_task.run(
+        observer, ev("operation_end", T0 + 4, {"status": "completed"}, op="t1", parent="p", session="task:t1")
+    )
+    # A task of operation q started while p's tool span is current must not hang under p's tool.
+    other_task.run(observer, ev("tool_start", T0 + 1, {"tool": "task", "call_id": "c2"}, op="p"))
+    other_task.run(observer, ev("task_start", T0 + 2, {"agent": "writer", "task_operation_id": "t2"}, op="q"))
+    other_task.run(
+        observer, ev("operation_start", T0 + 3, {"kind": "task"}, op="t2", parent="q", session="task:t2")
+    )
+    other_task.run(
+        observer, ev("operation_end", T0 + 4, {"status": "completed"}, op="t2", parent="q", session="task:t2")
+    )
+    for context_, event in [
+        (tool_task, ev("tool_end", T0 + 5, {"tool": "task", "call_id": "c1", "result": "r"}, op="p")),
+        (other_task, ev("tool_end", T0 + 5, {"tool": "task", "call_id": "c2", "result": "r"}, op="p")),
+        (operation, ev("operation_end", T0 + 6, {"status": "completed"}, op="p")),
+        (operation, ev("operation_end", T0 + 6, {"status": "completed"}, op="q", session="s9")),
+    ]:
+        context_.run(observer, event)
+
+    spans = exporter.get_finished_spans()
+    assert observer.open_spans == 0
+    researcher, writer = one(spans, "invoke_agent researcher"), one(spans, "invoke_agent writer")
+    assert attrs(researcher)["gen_ai.agent.name"] == "researcher"
+    tool_c1 = next(s for s in spans if attrs(s).get("gen_ai.tool.call.id") == "c1")
+    assert parent_of(researcher, spans) is tool_c1
+    q = next(s for s in spans if attrs(s).get("pyflue.operation_id") == "q")
+    assert parent_of(writer, spans) is q
