@@ -23,7 +23,7 @@ from pyflue.compaction import (
     summary_of,
 )
 from pyflue.config import parse_config
-from pyflue.errors import ConfigError, ContextOverflowError
+from pyflue.errors import AbortedError, ConfigError, ContextOverflowError
 from pyflue.events import Event
 from pyflue.models.anthropic import AnthropicModel
 from pyflue.models.base import ModelRequest, ModelResponse, Usage
@@ -533,6 +533,38 @@ async def test_compact_keeps_recent_messages_and_is_a_no_op_when_there_is_nothin
     assert again.messages_summarised == 0 and again.summary == "SUMMARY-1"
 
 
+async def test_aborting_a_compaction_leaves_the_history_unchanged() -> None:
+    entered = anyio.Event()
+
+    async def model(request: ModelRequest) -> str:
+        if is_summary_request(request):
+            entered.set()
+            await anyio.sleep_forever()
+        return "ok"
+
+    events: list[Event] = []
+    store = MemorySessionStore()
+    session = await start({"model": FunctionModel(model)}, events, store)
+    for index in range(3):
+        await session.prompt(f"step {index}")
+    before = session.history
+    events.clear()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                with pytest.raises(AbortedError):
+                    await session.compact(keep_recent=0)
+
+            tg.start_soon(run)
+            await entered.wait()
+            assert await session.abort("changed my mind")
+    assert session.history == before and await store.load(session.key) == before
+    assert [e.type for e in events][-3:] == ["compaction_end", "abort", "operation_end"]
+    assert "error" in of(events, "compaction_end")[0].data
+    assert events[-1].data["status"] == "aborted"
+
+
 async def test_compact_from_inside_the_sessions_own_operation_is_refused() -> None:
     @define_tool
     async def squeeze(ctx: ToolContext) -> str:
@@ -617,3 +649,28 @@ def test_a_cut_never_separates_a_tool_call_from_its_result(
     fitting = [c for c in candidates if sum(estimate_tokens(m) for m in messages[c:]) <= keep]
     # Keep as much as fits in ``keep``; when nothing fits, summarise as much as the pairs allow.
     assert cut == (fitting[0] if fitting else candidates[-1])
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=40, deadline=None)
+@given(histories(), st.integers(0, 1_500))
+def test_a_compacted_history_keeps_every_pair_and_the_newest_messages_verbatim(
+    backend: str, messages: list[Message], keep: int
+) -> None:
+    async def scenario() -> None:
+        store = MemorySessionStore()
+        await store.append(SessionKey("writer", "default", "main"), messages)
+        session = await start({"model": FunctionModel(lambda r: "S")}, store=store)
+        result = await session.compact(keep_recent=keep)
+        history = session.history
+        if result.messages_summarised == 0:
+            assert history == messages
+            return
+        assert summary_of(history[0]) in ("S", "(nothing of note)")  # the latter: only empty messages
+        kept = history[1:]
+        assert kept == messages[len(messages) - len(kept) :]
+        assert result.messages_summarised == len(messages) - len(kept)
+        assert_pairs_intact(kept)
+        assert await store.load(session.key) == history
+
+    anyio.run(scenario, backend=backend)
