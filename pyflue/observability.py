@@ -173,7 +173,7 @@ class OpenTelemetryObserver:
         self._trace = trace
         self._get_current: Callable[[], Context] = otel_context.get_current
         self._attach: Callable[[Context], object] = otel_context.attach
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: an exporter that emits events must not deadlock
         self._runs: dict[Any, list[_Node]] = {}
         self._ops: dict[Any, list[_Node]] = {}
         self._chats: dict[Any, list[_Node]] = {}
@@ -245,16 +245,19 @@ class OpenTelemetryObserver:
     # -- the observer --------------------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
-        handler = self._handlers.get(event.type)
-        if handler is None:
-            if event.type in ("text_delta", "thinking_delta"):
-                if not self.capture_content:
-                    return
-                handler = self._delta
-            elif event.type in LIFECYCLE:
-                return  # dispatch_* and anything else without a span of its own
-            else:
-                handler = self._custom
+        kind = event.type
+        handler: Callable[[Event], None]
+        if kind == "text_delta" or kind == "thinking_delta":  # the hot path: one per streamed chunk
+            if not self.capture_content:
+                return
+            handler = self._delta
+        else:
+            found = self._handlers.get(kind)
+            if found is None:
+                if kind in LIFECYCLE:
+                    return  # dispatch_* and anything else without a span of its own
+                found = self._custom
+            handler = found
         with self._lock:
             if self._closed:
                 return
