@@ -208,8 +208,9 @@ class Session:
         """After a failure: an operation that got no answer leaves no trace in the history (the
         caller can simply retry); one that made progress keeps it, tool calls all answered."""
         if not any(isinstance(m, AssistantMessage) for m in turns.new):
-            for message in turns.new:
-                self._history.remove(message)
+            # By identity: an equal prompt sent earlier must stay.
+            dropped = {id(m) for m in turns.new}
+            self._history[:] = [m for m in self._history if id(m) not in dropped]
             turns.unsaved.clear()
             turns.new.clear()
             return

@@ -402,3 +402,26 @@ async def test_prompt_input_validation() -> None:
     assert session.history == []
     res = await session.prompt(["plain", TextPart("part")])
     assert [p.text for p in res.messages[0].parts] == ["plain", "part"]  # type: ignore[union-attr]
+
+
+async def test_a_failed_retry_of_the_same_prompt_keeps_the_earlier_one() -> None:
+    """Regression: rolling back an unanswered prompt removed an *equal* earlier message instead."""
+    from pyflue.errors import ModelError
+
+    calls = 0
+
+    def answer(request: object) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ModelError("provider down")
+        return "answer 1"
+
+    store = MemorySessionStore()
+    session = await (await init(model=FunctionModel(answer), session_store=store)).session()
+    await session.prompt("hi")
+    with pytest.raises(ModelError):
+        await session.prompt("hi")
+    texts = [text_of(m) for m in session.history]
+    assert texts == ["hi", "answer 1"]
+    assert [text_of(m) for m in await store.load(session.key)] == texts
