@@ -300,7 +300,10 @@ class _Pump:
 
 
 _global: list[_Subscriber] = []
-_pumping: contextvars.ContextVar[bool] = contextvars.ContextVar("pyflue_pumping", default=False)
+# The async subscribers the enclosing delivering scopes pump (a nested scope pumps only the others).
+_pumping: contextvars.ContextVar[frozenset[_Subscriber]] = contextvars.ContextVar(
+    "pyflue_pumping", default=frozenset()
+)
 _sink: contextvars.ContextVar[Callable[[Event], None] | None] = contextvars.ContextVar(
     "pyflue_sink", default=None
 )
@@ -369,12 +372,14 @@ class EventBus:
     @asynccontextmanager
     async def delivering(self) -> AsyncIterator[None]:
         """Scope of an operation or run: async observers are pumped while it lasts. Nested scopes
-        (a task inside an operation) reuse the outer pump, so one tree's events stay in order."""
-        subscribers = [s for s in (*self._subscribers, *_global) if s.is_async]
-        if not subscribers or _pumping.get():
+        (a task inside an operation) reuse the outer pump, so one tree's events stay in order; a
+        nested scope of another bus (a workflow run started from a tool) pumps that bus's own."""
+        pumped = _pumping.get()
+        subscribers = [s for s in (*self._subscribers, *_global) if s.is_async and s not in pumped]
+        if not subscribers:
             yield
             return
-        token = _pumping.set(True)
+        token = _pumping.set(pumped | frozenset(subscribers))
         pumps = [(subscriber, _Pump()) for subscriber in subscribers]
         try:
             async with anyio.create_task_group() as tg:

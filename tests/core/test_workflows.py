@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pyflue import Event, Project, cancel_run, get_run, invoke_workflow, list_runs
+from pyflue import Event, Project, cancel_run, define_tool, get_run, init, invoke_workflow, list_runs
 from pyflue.errors import ConfigError, PayloadValidationError, UnknownAgentError
 from pyflue.models.base import Usage
 from pyflue.stores.base import RunRecord
@@ -493,3 +493,26 @@ async def test_a_memory_run_store_keeps_the_run_out_of_the_project_database(tmp_
     assert isinstance(record, RunRecord) and record.result == 1 and record.payload == {}
     assert await store.get_run(record.run_id) == record
     assert (await list_runs(project=project)).runs == []
+
+
+async def test_an_async_observer_of_a_run_started_inside_an_agent_operation_gets_its_events(
+    tmp_path: Path,
+) -> None:
+    project = project_with(tmp_path, inner="async def run(ctx):\n    ctx.log.info('inner')\n    return 1\n")
+    seen: list[str] = []
+
+    async def observe_run(event: Event) -> None:
+        seen.append(event.type)
+
+    async def observe_agent(event: Event) -> None:  # makes the outer operation pump its observers
+        pass
+
+    @define_tool
+    async def start_inner() -> str:
+        """Runs the inner workflow."""
+        return (await invoke_workflow(project, "inner", {}, on_event=observe_run)).status
+
+    harness = await init(model="test", tools=[start_inner], on_event=observe_agent)
+    result = await (await harness.session()).prompt("go")
+    assert '"completed"' in result.text
+    assert seen == ["run_start", "log", "run_end"]
