@@ -21,6 +21,7 @@ from .targets import check
 from .venvs import ensure, version_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOCS_PAGE = REPO / "docs" / "performance.md"
 # Scenarios that share one process per framework in --quick mode, so each framework's import is paid
 # once. Memory goes first, while the heap holds nothing but the warm-up (its conversations are freed
 # when it returns); full mode gives every scenario a process of its own.
@@ -57,6 +58,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="also profile PyFlue's scenarios with cProfile into results/profiles/",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.json/.md go")
+    parser.add_argument(
+        "--update-docs", action="store_true", help="also put the results table into docs/performance.md"
+    )
     return parser.parse_args(argv)
 
 
@@ -160,4 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     text = report.write(args.output, meta, figures, check(figures), frameworks)
     print(text)
     _log(f"wrote {args.output / 'latest.md'} and latest.json in {meta['elapsed_s']} s")
+    if args.update_docs and not report.update_docs(DOCS_PAGE, text):
+        _log(f"{DOCS_PAGE} has no bench:results markers; left unchanged")
     return 0

@@ -38,12 +38,12 @@ def _samples(field: str, scale: float = 1.0) -> Callable[[Raw], Summary]:
     return lambda raw: summarise(raw[field], scale)
 
 
-def _per_conversation(field: str) -> Callable[[Raw], Summary]:
+def _per_conversation(field: str, count: str = "n") -> Callable[[Raw], Summary]:
     """One measurement over ``n`` conversations: no spread, but the count says how far to trust it
     (RSS moves in 4 KiB pages, so a few hundred conversations give a coarse figure)."""
 
     def extract(raw: Raw) -> Summary:
-        return {"median": raw[field], "n": 1, "conversations": raw["n"]}
+        return {"median": raw[field], "n": 1, "conversations": raw[count]}
 
     return extract
 
@@ -107,7 +107,7 @@ METRICS: tuple[Metric, ...] = (
         "tracemalloc bytes per retained conversation",
         "B",
         "lower",
-        _per_conversation("traced_bytes_per_conversation"),
+        _per_conversation("traced_bytes_per_conversation", "n_traced"),
     ),
     Metric(
         "concurrent_pps",

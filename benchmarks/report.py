@@ -10,7 +10,7 @@ from typing import Any
 from .frameworks import FLOOR, Framework
 from .metrics import METRICS
 
-__all__ = ["markdown", "write"]
+__all__ = ["markdown", "update_docs", "write"]
 
 TIMES, DASH = "\u00d7", "\u2013"  # multiplication sign, en dash (escaped: they look like x and -)
 
@@ -150,3 +150,18 @@ def write(
     text = markdown(meta, figures, targets, frameworks)
     (directory / "latest.md").write_text(text)
     return text
+
+
+_START, _END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+
+
+def update_docs(page: Path, text: str) -> bool:
+    """Replace the results between the page's ``bench:results`` markers with ``text`` (its title
+    line dropped: the page has its own headings). False when the page has no markers."""
+    content = page.read_text()
+    start, end = content.find(_START), content.find(_END)
+    if start < 0 or end < start:
+        return False
+    body = text.split("\n", 1)[1].strip().replace("\n## ", "\n### ")
+    page.write_text(f"{content[: start + len(_START)]}\n{body}\n{content[end:]}")
+    return True

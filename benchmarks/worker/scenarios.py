@@ -76,30 +76,38 @@ async def _retain(agent: Agent, prefix: str, n: int, budget_s: float = float("in
 
 
 async def memory(adapter: Adapter, params: Params) -> dict[str, Any]:
-    """Bytes per retained conversation: the RSS growth over ``n`` conversations (fewer for a framework
-    too slow to make ``n`` within the budget), then, over as many more with tracemalloc on, the
-    Python-allocated bytes, which RSS page rounding and allocator arenas cannot blur."""
+    """Bytes per retained conversation: the RSS growth over up to ``conversations`` conversations,
+    then, over as many more with tracemalloc on, the Python-allocated bytes, which RSS page rounding
+    and allocator arenas cannot blur. Each pass stops early at ``budget_s`` (a slow framework makes
+    fewer conversations; the counts are reported)."""
+    n, budget = int(params["conversations"]), float(params["budget_s"])
     agent = await adapter.agent("text")
     warm = await _retain(agent, "w", int(params["warmup"]))
     gc.collect()
     before = current_rss()
-    kept = await _retain(agent, "m", int(params["conversations"]), float(params["budget_s"]))
-    n = len(kept)
+    kept = await _retain(agent, "m", n, budget)
     gc.collect()
-    rss_per = (current_rss() - before) / n
+    rss_per = (current_rss() - before) / len(kept)
     tracemalloc.start()
     gc.collect()
     traced_before = tracemalloc.get_traced_memory()[0]
-    kept_traced = await _retain(agent, "t", n)
+    kept_traced = await _retain(agent, "t", len(kept), budget)
     gc.collect()
-    traced_per = (tracemalloc.get_traced_memory()[0] - traced_before) / n
+    traced_per = (tracemalloc.get_traced_memory()[0] - traced_before) / len(kept_traced)
     tracemalloc.stop()
+    result = {
+        "rss_bytes_per_conversation": rss_per,
+        "traced_bytes_per_conversation": traced_per,
+        "n": len(kept),
+        "n_traced": len(kept_traced),
+    }
     del warm, kept, kept_traced
-    return {"rss_bytes_per_conversation": rss_per, "traced_bytes_per_conversation": traced_per, "n": n}
+    return result
 
 
 async def concurrent(adapter: Adapter, params: Params) -> dict[str, Any]:
-    """``sessions`` conversations at once, each ``prompts`` prompts in a row (its history growing)."""
+    """``sessions`` conversations at once, each ``prompts`` prompts in a row (its history growing);
+    ``repeats`` rounds, or fewer when ``budget_s`` is spent (at least one)."""
     sessions, prompts = int(params["sessions"]), int(params["prompts"])
     agent = await adapter.agent("text")
 
@@ -115,7 +123,10 @@ async def concurrent(adapter: Adapter, params: Params) -> dict[str, Any]:
         return width * prompts / (time.perf_counter() - start)
 
     await round("warm", min(sessions, 5))
-    rates = [await round(f"c{r}", sessions) for r in range(int(params["repeats"]))]
+    rates: list[float] = []
+    deadline = time.perf_counter() + float(params["budget_s"])
+    while len(rates) < int(params["repeats"]) and (not rates or time.perf_counter() < deadline):
+        rates.append(await round(f"c{len(rates)}", sessions))
     return {"prompts_per_s": rates, "sessions": sessions, "prompts": prompts}
 
 
