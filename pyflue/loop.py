@@ -242,12 +242,14 @@ class Turns:
             )
             value = await tool.call(call.args, ctx, self.tool_timeout)
             content = tool_result_text(value)
-        except Exception as exc:
+        except BaseException as exc:
             error = error_payload(exc)
             emit(
                 "tool_end",
                 {"tool": call.name, "call_id": call.id, "error": error, "duration_ms": _ms(started)},
             )
+            if not isinstance(exc, Exception):  # cancelled (abort, run cancel): the call still ends
+                raise
             message = (
                 f"error: {error['message']}"
                 if isinstance(exc, ToolError)

@@ -1,0 +1,40 @@
+"""Every tool_start gets its tool_end, even when the operation is aborted mid-tool."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from pyflue import define_tool, init
+from pyflue.errors import AbortedError
+from pyflue.events import Event
+from pyflue.models.testing import TestModel
+
+
+async def test_an_aborted_tool_still_ends() -> None:
+    started = anyio.Event()
+
+    @define_tool
+    async def wait_forever() -> str:
+        """Never returns."""
+        started.set()
+        await anyio.sleep_forever()
+        return "unreachable"
+
+    events: list[Event] = []
+    harness = await init(model=TestModel(), tools=[wait_forever], on_event=events.append)
+    session = await harness.session()
+
+    async def abort_when_started() -> None:
+        await started.wait()
+        await session.abort("user pressed stop")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(abort_when_started)
+        with pytest.raises(AbortedError):
+            await session.prompt("go")
+    ends = [e for e in events if e.type == "tool_end"]
+    assert len(ends) == 1
+    assert ends[0].data["tool"] == "wait_forever"
+    assert "Cancel" in ends[0].data["error"]["type"]
+    assert [e.type for e in events][-2:] == ["abort", "operation_end"]
