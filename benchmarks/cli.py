@@ -61,6 +61,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--update-docs", action="store_true", help="also put the results table into docs/performance.md"
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: rewrite latest.md (and, with --update-docs, the docs page) from latest.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -137,8 +142,20 @@ def _meta(frameworks: list[Framework], quick: bool) -> dict[str, Any]:
     }
 
 
+def _render(args: argparse.Namespace) -> int:
+    meta, figures, _ = report.read(args.output)
+    frameworks = [f for f in FRAMEWORKS if f.name in meta["frameworks"]]
+    text = report.write(args.output, meta, figures, check(figures), frameworks)
+    print(text)
+    if args.update_docs and not report.update_docs(DOCS_PAGE, text):
+        _log(f"{DOCS_PAGE} has no bench:results markers; left unchanged")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render:
+        return _render(args)
     frameworks = select(args.frameworks)
     scenarios = args.only or [s.name for s in SCENARIOS]
     began = time.perf_counter()

@@ -10,7 +10,7 @@ from typing import Any
 from .frameworks import FLOOR, Framework
 from .metrics import METRICS
 
-__all__ = ["markdown", "update_docs", "write"]
+__all__ = ["markdown", "read", "update_docs", "write"]
 
 TIMES, DASH = "\u00d7", "\u2013"  # multiplication sign, en dash (escaped: they look like x and -)
 
@@ -84,9 +84,11 @@ def _pyflue_table(figures: Figures) -> list[str]:
     return lines
 
 
-def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
+def _targets_table(targets: list[dict[str, Any]], figures: Figures) -> list[str]:
     lines = ["| target | PyFlue | compared with | met |", "|---|---|---|---|"]
     for t in targets:
+        if t["metric"] not in figures:
+            continue  # its scenario was not run
         value = f"{t['value']:.3g}" if "value" in t else t.get("note", "")
         if t.get("against") not in (None, "absolute"):
             value += TIMES
@@ -121,19 +123,21 @@ def markdown(
         "PyFlue's*; `better` says which way wins. n/a: the framework cannot do it (see notes).",
         "",
         *_compared_table(figures, frameworks),
-        "",
-        "## PyFlue only",
-        "",
-        *_pyflue_table(figures),
-        "",
-        "## Targets",
-        "",
-        *_targets_table(targets),
     ]
+    pyflue_only = _pyflue_table(figures)
+    if len(pyflue_only) > 2:
+        out += ["", "## PyFlue only", "", *pyflue_only]
+    out += ["", "## Targets", "", *_targets_table(targets, figures)]
     notes = _notes(figures, frameworks)
     if notes:
         out += ["", "## Notes", "", *notes]
     return "\n".join(out) + "\n"
+
+
+def read(directory: Path) -> tuple[dict[str, Any], Figures, list[dict[str, Any]]]:
+    """``meta``, ``figures`` and ``targets`` of a ``latest.json`` written by :func:`write`."""
+    document = json.loads((directory / "latest.json").read_text())
+    return document["meta"], document["figures"], document["targets"]
 
 
 def write(
