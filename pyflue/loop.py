@@ -119,7 +119,8 @@ class Turns:
             except ValueError as exc:
                 if repairs >= self.output_retries:
                     raise OutputValidationError(
-                        f"the model's output failed validation after {repairs} repair(s): {describe_error(exc)}"
+                        f"the model's output failed validation after {repairs} repair(s): "
+                        f"{describe_error(exc)}"
                     ) from exc
                 repairs += 1
                 self.add(
@@ -133,7 +134,8 @@ class Turns:
                     )
                 )
         raise MaxTurnsError(
-            f"no final answer after max_turns={self.max_turns} model calls; raise max_turns or simplify the task"
+            f"no final answer after max_turns={self.max_turns} model calls; "
+            "raise max_turns or simplify the task"
         )
 
     async def _call_model(self, request: ModelRequest) -> ModelResponse:
@@ -207,7 +209,7 @@ class Turns:
             # Aborted or cancelled mid-tool: every call still gets a result, so history stays valid.
             self.add(
                 UserMessage(
-                    [  # type: ignore[list-item]
+                    [
                         result or ToolResultPart(call.id, call.name, "error: the operation was aborted", True)
                         for call, result in zip(calls, results, strict=True)
                     ]

@@ -75,7 +75,9 @@ for kind, body in steps:
         if argv[0] == "python":
             argv[0] = sys.executable
         shell = any(c in body for c in "|<>")
-        proc = subprocess.run(body if shell else argv, shell=shell, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            body if shell else argv, shell=shell, capture_output=True, text=True, timeout=120
+        )
         if proc.returncode != 0 and not body.rstrip().endswith("|| true"):
             sys.exit(f"command failed ({proc.returncode}): {body}\n{proc.stdout}\n{proc.stderr}")
 """

@@ -181,7 +181,8 @@ class HTTPProvider:
 
 
 def _rid(response: httpx.Response, provider: HTTPProvider) -> str | None:
-    return response.headers.get(provider.request_id_header) or response.headers.get("request-id")
+    value: str | None = response.headers.get(provider.request_id_header) or response.headers.get("request-id")
+    return value
 
 
 def _should_retry(response: httpx.Response) -> bool:

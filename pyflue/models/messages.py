@@ -106,7 +106,7 @@ MESSAGES_ADAPTER: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 
 
 def messages_to_json(messages: list[UserMessage | AssistantMessage]) -> bytes:
-    return MESSAGES_ADAPTER.dump_json(messages, exclude_none=True)  # type: ignore[arg-type]
+    return MESSAGES_ADAPTER.dump_json(messages, exclude_none=True)
 
 
 def messages_from_json(data: str | bytes) -> list[UserMessage | AssistantMessage]:

@@ -108,7 +108,7 @@ class SQLiteDatabase:
 
 
 def _encode(message: StoredMessage) -> bytes:
-    return MESSAGES_ADAPTER.dump_json([message], exclude_none=True)  # type: ignore[list-item]
+    return MESSAGES_ADAPTER.dump_json([message], exclude_none=True)
 
 
 class SQLiteSessionStore:
@@ -167,7 +167,8 @@ class SQLiteSessionStore:
     async def list_sessions(self, agent: str, instance_id: str) -> list[str]:
         rows = await self.db.run(
             lambda conn: conn.execute(
-                "SELECT DISTINCT session_id FROM messages WHERE agent=? AND instance_id=? ORDER BY session_id",
+                "SELECT DISTINCT session_id FROM messages WHERE agent=? AND instance_id=? "
+                "ORDER BY session_id",
                 (agent, instance_id),
             ).fetchall(),
             write=False,
