@@ -180,7 +180,7 @@ class Session:
                 with anyio.CancelScope() as scope:
                     self._scope, self._abort_reason, self.operation_id = scope, None, op_id
                     try:
-                        text, output = await turns.run(UserMessage(parts))  # type: ignore[arg-type]
+                        text, output = await turns.run(UserMessage(parts))
                     except BaseException as exc:
                         self._scope = self.operation_id = None
                         with anyio.CancelScope(shield=True):
