@@ -20,7 +20,7 @@ Parents come from the events' correlation ids (``run_id``, ``operation_id``, ``p
 never from "the last span opened", so concurrent tools and tasks still make one tree. Start and end
 times are the events' timestamps. Between its start and end events a span is current in the emitting
 task, so spans made inside a tool or a model call (an instrumented HTTP client) nest under it. A span
-whose end event never comes (a tool cut short by an abort) ends with its parent;
+whose end event never comes (events lost, an observer attached mid-run) ends with its parent;
 :meth:`OpenTelemetryObserver.shutdown` (also run at exit) ends every span still open with status
 ERROR, ``error.type`` ``interrupted``.
 

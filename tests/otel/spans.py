@@ -28,6 +28,12 @@ def tree(spans: Sequence[ReadableSpan]) -> Tree:
     return below(None)
 
 
+def unordered(value: Tree) -> Tree:
+    """``value`` with siblings sorted by name and subtree: for trees whose siblings ran concurrently
+    (tool calls start in whatever order the event loop schedules them; trio varies it)."""
+    return sorted(((name, kind, unordered(children)) for name, kind, children in value), key=repr)
+
+
 def one(spans: Sequence[ReadableSpan], name: str) -> ReadableSpan:
     found = [s for s in spans if s.name == name]
     assert len(found) == 1, f"expected one span {name!r}, got {[s.name for s in spans]}"

@@ -72,8 +72,9 @@ async def test_abort_mid_tool_ends_the_tool_and_the_operation_span(
     assert [e.name for e in operation.events] == ["pyflue.abort"]
     tool = one(spans, "execute_tool hang")
     assert is_error(tool)
-    assert attrs(tool)["error.type"] == "AbortedError"  # it never got a tool_end: it ended with its parent
-    assert tool.end_time == operation.end_time
+    # Its tool_end carries the backend's cancellation (CancelledError / Cancelled): one value for both.
+    assert attrs(tool)["error.type"] == "cancelled"
+    assert tool.end_time <= operation.end_time  # type: ignore[operator]
     assert observer.open_spans == 0
 
 
