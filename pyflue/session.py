@@ -7,9 +7,10 @@ this session only (queued operations go on) and leaves the history consistent.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -256,8 +257,9 @@ def _describe(input: str | list[Any]) -> Any:
 
 class PromptStream:
     """The events of one streamed operation, then its :class:`PromptResult` (also kept as
-    ``.result``). Iterate it directly, or use ``async with session.stream(...) as events`` when you
-    may stop early: leaving the block cancels the operation cleanly."""
+    ``.result``). Iterate it directly — breaking out early cancels the operation — or use
+    ``async with session.stream(...) as events``, whose exit also waits until a cancelled operation
+    has wound down (its history settled, its ``operation_end`` emitted)."""
 
     def __init__(
         self,
@@ -269,15 +271,18 @@ class PromptStream:
     ) -> None:
         self._args = (session, input, result, model, settings)
         self.result: PromptResult | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
         self._queue: deque[Event | PromptResult | BaseException | None] = deque()
         self._wake: anyio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._done: anyio.Event | None = None
 
-    async def __aenter__(self) -> PromptStream:
-        if self._tg is not None:
+    def _start(self) -> None:
+        if self._scope is not None:
             raise ConfigError("a PromptStream runs once")
         session, input, result, model, settings = self._args
         queue = self._queue
+        scope = self._scope = anyio.CancelScope()
+        done = self._done = anyio.Event()
 
         def put(item: Event | PromptResult | BaseException | None) -> None:
             queue.append(item)
@@ -287,41 +292,41 @@ class PromptStream:
         async def produce() -> None:
             token = set_sink(put)
             try:
-                put(await session._operate("prompt", input, result, model, settings, stream=True))
+                with scope:
+                    put(await session._operate("prompt", input, result, model, settings, stream=True))
             except Exception as exc:
                 put(exc)
             finally:
                 reset_sink(token)
                 put(None)  # end of stream
+                done.set()
 
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(produce)
+        _spawn(produce)
+
+    def _stop(self) -> None:
+        """Cancel the operation unless it finished (safe from any task of the event loop)."""
+        if self.result is None and self._scope is not None:
+            self._scope.cancel()
+
+    async def __aenter__(self) -> PromptStream:
+        self._start()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        assert self._tg is not None
-        if self.result is None:
-            self._tg.cancel_scope.cancel()
-        try:
-            return await self._tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # The producer never raises (its error comes through the queue), so the task group only
-            # wrapped the consumer's own exception: raise it as itself, as prompt() would.
-            if exc is None or list(group.exceptions) != [exc]:
-                raise
-        raise exc
+    ) -> None:
+        self._stop()
+        if self._done is not None:
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
 
     def __aiter__(self) -> AsyncIterator[Event | PromptResult]:
-        return self._items(own=self._tg is None)
+        return self._items(own=self._scope is None)
 
     async def _items(self, own: bool) -> AsyncIterator[Event | PromptResult]:
         if own:
-            await self.__aenter__()
+            self._start()
         queue = self._queue
-        failure: BaseException | None = None
         try:
             while True:
                 # Take what is already queued without a checkpoint per item: a delta costs microseconds.
@@ -338,9 +343,31 @@ class PromptStream:
                 if isinstance(item, PromptResult):
                     self.result = item
                 yield item
-        except BaseException as exc:
-            failure = exc
-            raise
         finally:
             if own:
-                await self.__aexit__(type(failure) if failure else None, failure, None)
+                # No await here: after a ``break`` the event loop finalises this generator in a task
+                # of its own, where the operation can be cancelled but not waited for.
+                self._stop()
+
+
+_tasks: set[Any] = set()
+
+
+def _spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``function`` in a task of its own (in a copy of the caller's context), outside the
+    caller's task groups: a stream abandoned by ``break`` is finalised by the event loop in another
+    task, where a task group entered by the consumer could never be left. The stream cancels the
+    task itself; the event loop cancels it at shutdown."""
+    import asyncio
+
+    context = contextvars.copy_context()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        trio.lowlevel.spawn_system_task(function, context=context)
+        return
+    task = loop.create_task(function(), context=context)
+    _tasks.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_tasks.discard)

@@ -404,6 +404,83 @@ async def test_prompt_input_validation() -> None:
     assert [p.text for p in res.messages[0].parts] == ["plain", "part"]  # type: ignore[union-attr]
 
 
+async def test_a_caller_timeout_mid_tool_leaves_a_consistent_usable_session() -> None:
+    never = anyio.Event()
+
+    @define_tool
+    async def step(label: str) -> str:
+        """Hangs on the first prompt."""
+        if label == "first":
+            await never.wait()
+        return label
+
+    events: list[Event] = []
+    session = await make_session(echo_model(), tools=[step], events=events)
+    with anyio.move_on_after(0.05) as timeout:
+        await session.prompt("first")
+    assert timeout.cancelled_caught
+    assert session.operation_id is None
+    assert_consistent(session.history)
+    assert [e.data["status"] for e in events if e.type == "operation_end"] == ["cancelled"]
+    assert (await session.prompt("second")).text == "done: second"
+    assert_consistent(session.history)
+    assert len(session.history) == 7
+
+
+async def test_abort_from_inside_a_tool_and_of_a_blocked_sync_tool() -> None:
+    import threading
+
+    from pyflue import ToolContext
+
+    release = threading.Event()
+
+    @define_tool
+    def step(ctx: ToolContext, label: str) -> str:
+        """A sync tool that asks to abort its own operation, then blocks."""
+        anyio.from_thread.run(ctx.session.abort, "tool gave up")
+        release.wait(10)
+        return label
+
+    session = await make_session(echo_model(), tools=[step])
+    try:
+        with anyio.fail_after(5):
+            with pytest.raises(AbortedError, match="tool gave up"):
+                await session.prompt("first")
+    finally:
+        release.set()
+    assert_consistent(session.history)
+    assert session.history[2].parts[0].content == "error: the operation was aborted"  # type: ignore[union-attr]
+
+
+async def test_breaking_out_of_a_plain_async_for_cancels_the_operation() -> None:
+    """The README's ``async for ev in session.stream(...)`` with a ``break`` and no ``async with``:
+    the abandoned generator is finalised by the event loop in another task; that must neither crash
+    the caller (asyncio) nor the run (trio), and the operation is cancelled, its history settled."""
+    never = anyio.Event()
+
+    @define_tool
+    async def step(label: str) -> str:
+        """Hangs."""
+        await never.wait()
+        return label
+
+    events: list[Event] = []
+    session = await make_session(echo_model(), tools=[step], events=events)
+    async for item in session.stream("first"):
+        if isinstance(item, Event) and item.type == "tool_start":
+            break
+    import gc
+
+    gc.collect()  # what CPython does at once on refcount zero, on every implementation
+    with anyio.fail_after(5):
+        result = await session.prompt("second", model=FunctionModel(lambda r: "after"))
+    assert result.text == "after"
+    assert [e.data["status"] for e in events if e.type == "operation_end"] == ["cancelled", "completed"]
+    assert_consistent(session.history)
+    assert [m.role for m in session.history] == ["user", "assistant", "user", "user", "assistant"]
+    assert session.history[2].parts[0].content == "error: the operation was aborted"  # type: ignore[union-attr]
+
+
 async def test_a_failed_retry_of_the_same_prompt_keeps_the_earlier_one() -> None:
     """Regression: rolling back an unanswered prompt removed an *equal* earlier message instead."""
     from pyflue.errors import ModelError
