@@ -72,13 +72,20 @@ TASK_TOOL = "task"
 
 
 async def run_task(
-    session: Session, input: str | list[Any], *, agent: str | None = None, result: Any = None
+    session: Session,
+    input: str | list[Any],
+    *,
+    agent: str | None = None,
+    result: Any = None,
+    call_id: str | None = None,
 ) -> PromptResult:
     """Run ``input`` as a task of ``session`` (see the module docs); returns the child's
     :class:`~pyflue.session.PromptResult` (typed ``.output`` when ``result=`` is a type).
 
     Raises ``UnknownAgentError`` (listing the available subagents) for an unknown ``agent``,
     ``TaskDepthError`` past ``max_task_depth``, and whatever the child's operation raised.
+    ``call_id`` names the tool call that started the task (the built-in ``task`` tool passes it), so
+    ``task_start`` links the task to that call explicitly.
     """
     harness = session.harness
     profile = find_profile(harness.config.subagents, agent, harness.name) if agent is not None else None
@@ -91,7 +98,7 @@ async def run_task(
     user_parts(input)  # a malformed input fails here, before any event
     running = current_turns()
     if running is not None and same_session(running.session, session):
-        return await _joined(running, profile, input, result)
+        return await _joined(running, profile, input, result, call_id)
 
     async def body(emit: Emit, operation_id: str, spent: Spent) -> tuple[PromptResult, str | None]:
         child = await _child(session, profile, depth, None, operation_id, emit, input, result, spent)
@@ -102,7 +109,7 @@ async def run_task(
 
 
 async def _joined(
-    running: Turns, profile: AgentProfile | None, input: str | list[Any], result: Any
+    running: Turns, profile: AgentProfile | None, input: str | list[Any], result: Any, call_id: str | None
 ) -> PromptResult:
     """A task started by a tool: part of the running operation, its usage rolled up into it."""
     spent = Spent()
@@ -118,6 +125,7 @@ async def _joined(
             input,
             result,
             spent,
+            call_id,
         )
     finally:
         running.usage = running.usage + spent.usage
@@ -133,6 +141,7 @@ async def _child(
     input: str | list[Any],
     result: Any,
     spent: Spent,
+    call_id: str | None = None,
 ) -> PromptResult:
     """Run the child operation, reporting ``task_start`` / ``task_end`` through ``emit`` (the parent
     operation's correlation) and its usage in ``spent`` whatever the outcome."""
@@ -153,7 +162,10 @@ async def _child(
     )
     task_id = new_operation_id()
     name = profile.name if profile is not None else None
-    emit("task_start", {"agent": name, "task_operation_id": task_id})
+    start: dict[str, Any] = {"agent": name, "task_operation_id": task_id}
+    if call_id is not None:
+        start["call_id"] = call_id
+    emit("task_start", start)
     started = time.perf_counter()
     try:
         child = await child_harness.session(f"task:{task_id}")
@@ -340,7 +352,7 @@ def _build_task_tool(harness: AgentHarness) -> Tool | None:
     async def task(ctx: ToolContext, agent: str, prompt: str) -> str:
         if ctx.session is None:
             raise ConfigError("the task tool needs the calling session (ToolContext.session)")
-        res = await run_task(ctx.session, prompt, agent=agent)
+        res = await run_task(ctx.session, prompt, agent=agent, call_id=ctx.call_id)
         return res.text
 
     return define_tool(

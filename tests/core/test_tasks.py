@@ -592,3 +592,22 @@ async def test_a_direct_task_waits_its_turn_behind_a_running_prompt() -> None:
             release.set()
     assert order == ["prompt tool done", "task ran"]
     assert [text_of(m) for m in session.history][-1].endswith("task result")
+
+
+async def test_a_task_started_by_the_task_tool_names_its_tool_call() -> None:
+    """task_start carries the call_id of the `task` tool call, so a UI (or the OTel observer) links
+    the task to the call that started it; a task started from code has none."""
+    reviewer = define_agent_profile(
+        name="reviewer", description="Reviews.", model=FunctionModel(lambda r: "ok")
+    )
+    parent = tool_then_answer("task", {"agent": "reviewer", "prompt": "Check."}, lambda r: "done")
+    events: list[Event] = []
+    session = await start({"model": FunctionModel(parent), "subagents": [reviewer]}, events)
+    await session.prompt("Go.")
+    (tool_start,) = [e for e in events if e.type == "tool_start"]
+    (task_start,) = [e for e in events if e.type == "task_start"]
+    assert task_start.data["call_id"] == tool_start.data["call_id"]
+
+    await session.task("Check again.", agent="reviewer")
+    direct = [e for e in events if e.type == "task_start"][-1]
+    assert "call_id" not in direct.data
