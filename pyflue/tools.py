@@ -264,41 +264,58 @@ def _clean(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$", re.IGNORECASE)
-_ENDS = re.compile(r"^\s*(Returns?|Raises|Yields|Examples?|Notes?)\s*:?\s*$", re.IGNORECASE)
+_ENDS = re.compile(
+    r"^\s*(Returns?|Raises|Yields|Examples?|Notes?|See Also|References|Warnings?|Attributes)\s*:?\s*$",
+    re.IGNORECASE,
+)
 _GOOGLE = re.compile(r"^\s*(\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
+_NUMPY = re.compile(r"^(\w+)\s*(?::.*)?$")
 _SPHINX = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """Summary and per-parameter descriptions (Google, NumPy and Sphinx styles)."""
+    """Summary and per-parameter descriptions (Google, NumPy and Sphinx styles). Other sections
+    (Returns, Raises, Examples, ...) are in neither: the model reads the summary on every call."""
     summary: list[str] = []
     params: dict[str, str] = {}
     current: str | None = None
-    in_args = False
+    section = "summary"  # or "args", or "other" (skipped)
+    numpy = False
     for line in doc.splitlines():
+        stripped = line.strip()
         sphinx = _SPHINX.match(line)
         if sphinx:
-            current = sphinx.group(1)
+            section, current = "args", sphinx.group(1)
             params[current] = sphinx.group(2).strip()
             continue
         if _SECTION.match(line):
-            in_args, current = True, None
+            section, current = "args", None
             continue
-        if _ENDS.match(line) or line.strip().startswith(":"):
-            in_args, current = False, None
+        if _ENDS.match(line) or stripped.startswith(":"):
+            section, current = "other", None
             continue
-        if in_args:
-            if set(line.strip()) <= {"-"}:  # NumPy underline
-                continue
-            google = _GOOGLE.match(line)
-            if google and (not line.startswith(" " * 8) or current is None):
+        if section != "summary" and stripped and set(stripped) <= {"-"}:  # NumPy underline
+            numpy = numpy or section == "args"
+            continue
+        if section == "other":
+            continue
+        if section == "args":
+            indented = line[:1].isspace()
+            numpy_param = _NUMPY.match(line) if numpy and not indented else None
+            google = _GOOGLE.match(line) if not numpy else None
+            if numpy_param:  # "name : type" on the section's margin, the description below it
+                current = numpy_param.group(1)
+                params[current] = ""
+            elif google and (not line.startswith(" " * 8) or current is None):
                 current = google.group(1)
                 params[current] = google.group(3).strip()
-            elif current and line.strip():
-                params[current] = (params[current] + " " + line.strip()).strip()
+            elif stripped and not indented and not numpy:  # prose after a Google Args block
+                section, current = "summary", None
+                summary.append(line)
+            elif current and stripped:
+                params[current] = (params[current] + " " + stripped).strip()
             continue
-        if current is None:
-            summary.append(line)
+        summary.append(line)
     return "\n".join(summary).strip(), params
 
 

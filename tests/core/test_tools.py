@@ -87,20 +87,54 @@ def test_sphinx_and_numpy_docstrings() -> None:
         """
         return city
 
-    def numpy(city: str) -> str:
-        """Forecast.
+    def numpy(city: str, days: int = 1) -> str:
+        """Forecast the weather.
 
         Parameters
         ----------
         city : str
-            City name.
+            City name: the one to forecast.
+        days : int, optional
+            How many days
+            ahead.
+
+        Returns
+        -------
+        str
+            The forecast.
         """
         return city
 
     props = define_tool(sphinx).parameters["properties"]
     assert props["city"]["description"] == "City name."
     assert props["days"]["description"] == "How many days ahead."
-    assert define_tool(numpy).description == "Forecast."
+    tool = define_tool(numpy)
+    assert tool.description == "Forecast the weather."  # no "Returns" section, no underline
+    props = tool.parameters["properties"]
+    assert props["city"]["description"] == "City name: the one to forecast."  # not "str City name..."
+    assert props["days"]["description"] == "How many days ahead."
+
+
+def test_returns_and_raises_sections_stay_out_of_the_description() -> None:
+    def google(a: int) -> str:
+        """Do a thing.
+
+        Longer explanation.
+
+        Args:
+            a (int): First: the one.
+
+        Returns:
+            The result, as text.
+
+        Raises:
+            ValueError: when bad.
+        """
+        return str(a)
+
+    tool = define_tool(google)
+    assert tool.description == "Do a thing.\n\nLonger explanation."
+    assert tool.parameters["properties"]["a"]["description"] == "First: the one."
 
 
 def test_overrides_and_function_form_with_json_schema() -> None:
