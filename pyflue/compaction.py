@@ -232,10 +232,45 @@ def _mark_key(session: Session) -> tuple[int, Any]:
 
 
 def _estimate_prompt(session: Session, messages: Sequence[StoredMessage], overhead: int) -> int:
-    mark = _marks.get(_mark_key(session))
+    key = _mark_key(session)
+    mark = _marks.get(key)
     if mark is not None and len(messages) > mark.count and messages and messages[0] is mark.first:
         return mark.tokens + sum(estimate_tokens(m) for m in messages[mark.count + 1 :])
-    return _estimate_all(messages, overhead)
+    return overhead + _estimate_messages(key, messages)
+
+
+@dataclass(slots=True)
+class _Sum:
+    """Our own estimate of a history's first ``count`` messages (``first`` and ``last`` identify them),
+    so a model that reports no usage does not make every call re-estimate the whole history."""
+
+    first: StoredMessage
+    last: StoredMessage
+    count: int
+    tokens: int
+
+
+_sums: OrderedDict[tuple[int, Any], _Sum] = OrderedDict()
+
+
+def _estimate_messages(key: tuple[int, Any], messages: Sequence[StoredMessage]) -> int:
+    if not messages:
+        return 0
+    done = _sums.get(key)
+    if (
+        done is not None
+        and len(messages) >= done.count
+        and messages[0] is done.first
+        and messages[done.count - 1] is done.last
+    ):
+        tokens = done.tokens + sum(estimate_tokens(m) for m in messages[done.count :])
+    else:
+        tokens = sum(estimate_tokens(m) for m in messages)
+    _sums[key] = _Sum(messages[0], messages[-1], len(messages), tokens)
+    _sums.move_to_end(key)
+    if len(_sums) > _MAX_MARKS:
+        _sums.popitem(last=False)
+    return tokens
 
 
 def _forget_mark(session: Session) -> None:
