@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints, overload
@@ -217,7 +218,14 @@ def _build(
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (annotation, Field(default, description=param_docs.get(p.name)))
         try:
-            validator = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+            with warnings.catch_warnings():
+                # Parameters named like BaseModel attributes (json, copy, schema, validate) are fine
+                # here: arguments are read back by field name. Say nothing about it to the user.
+                warnings.filterwarnings("ignore", "Field name .* shadows an attribute", UserWarning)
+                warnings.filterwarnings(
+                    "ignore", "Field .* has conflict with protected namespace", UserWarning
+                )
+                validator = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
             schema = _clean(validator.model_json_schema())
         except Exception as exc:
             raise ConfigError(f"tool {name!r}: cannot build a schema from its signature: {exc}") from None

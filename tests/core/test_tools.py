@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -291,6 +292,18 @@ def test_unresolvable_annotations_are_an_error_not_any() -> None:
     tool = define_tool(with_ctx)
     assert tool.takes_ctx is True
     assert list(tool.parameters["properties"]) == ["q"]
+
+
+async def test_parameters_named_like_pydantic_attributes() -> None:
+    def store(json: str, copy: int, schema: str, validate: bool = False) -> str:
+        """Store a document."""
+        return f"{json}|{copy}|{schema}|{validate}"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pydantic warning about our internal model reaches the user
+        tool = define_tool(store)
+    assert list(tool.parameters["properties"]) == ["json", "copy", "schema", "validate"]
+    assert await tool.call({"json": "{}", "copy": 2, "schema": "public"}) == "{}|2|public|False"
 
 
 def test_defining_a_tool_twice_returns_it() -> None:
