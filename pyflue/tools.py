@@ -18,7 +18,7 @@ from typing import Any, get_type_hints, overload
 import anyio
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from .errors import ConfigError, ToolError, ToolTimeoutError
 from .models.base import ToolDefinition
@@ -127,7 +127,10 @@ def tool_result_text(value: Any) -> str:
     """A tool's return value as the text the model reads: strings as is, everything else JSON."""
     if isinstance(value, str):
         return value
-    return to_json(value, fallback=str).decode()
+    try:
+        return to_json(value, fallback=str).decode()
+    except PydanticSerializationError:  # bytes that are not UTF-8 (an image, a file): base64, not a failure
+        return to_json(value, fallback=str, bytes_mode="base64").decode()
 
 
 @overload

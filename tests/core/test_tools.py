@@ -3,6 +3,8 @@ sync tools off the event loop; timeouts; and how tool failures reach the model i
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 import warnings
@@ -457,6 +459,22 @@ async def test_tool_results_are_text_or_json() -> None:
     (result,) = last_results(seen[1])
     assert result.content == '{"p":{"x":1,"y":2},"tags":["a","b"],"n":null,"text":"é"}'
     assert result.is_error is False
+
+
+async def test_a_tool_returning_binary_data_succeeds() -> None:
+    @define_tool
+    async def read_file() -> dict[str, Any]:
+        """Read a binary file."""
+        return {"name": "a.png", "data": b"\x89PNG\xff\x00"}
+
+    model, seen = one_call_then_echo("read_file", {})
+    session = await (await init(session_store=MemorySessionStore(), model=model, tools=[read_file])).session()
+    await session.prompt("go")
+    (result,) = last_results(seen[1])
+    assert result.is_error is False
+    decoded = json.loads(result.content)
+    assert decoded["name"] == "a.png"
+    assert base64.urlsafe_b64decode(decoded["data"]) == b"\x89PNG\xff\x00"
 
 
 async def test_plain_functions_are_wrapped_as_tools() -> None:
