@@ -502,3 +502,38 @@ async def test_a_failed_retry_of_the_same_prompt_keeps_the_earlier_one() -> None
     texts = [text_of(m) for m in session.history]
     assert texts == ["hi", "answer 1"]
     assert [text_of(m) for m in await store.load(session.key)] == texts
+
+
+async def test_a_queued_prompt_cancelled_while_waiting_gives_up_its_place() -> None:
+    release = anyio.Event()
+    running = anyio.Event()
+
+    async def respond(request: ModelRequest) -> str:
+        prompt = text_of(request.messages[-1])
+        if prompt == "first":
+            running.set()
+            await release.wait()
+        return f"answer to {prompt}"
+
+    session = await make_session(FunctionModel(respond))
+    results: dict[str, str] = {}
+
+    async def run(text: str) -> None:
+        results[text] = (await session.prompt(text)).text
+
+    async def impatient() -> None:
+        with anyio.move_on_after(0.02):
+            await session.prompt("impatient")
+        results["impatient"] = "gave up"
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "first")
+            await running.wait()
+            tg.start_soon(impatient)
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(run, "third")
+            await anyio.sleep(0.05)  # "impatient" gave up meanwhile
+            release.set()
+    assert results == {"first": "answer to first", "impatient": "gave up", "third": "answer to third"}
+    assert [text_of(m) for m in session.history] == ["first", "answer to first", "third", "answer to third"]
