@@ -24,7 +24,7 @@ from .events import Event, reset_sink, set_sink
 from .ids import new_operation_id
 from .loop import Turns
 from .models.base import Model, ModelSettings, Usage
-from .models.messages import AssistantMessage, UserMessage, user_parts
+from .models.messages import AssistantMessage, ImagePart, TextPart, UserMessage, user_parts
 from .models.registry import resolve_model
 from .output import output_spec
 from .stores.base import SessionKey
@@ -248,6 +248,8 @@ def _describe(input: str | list[Any]) -> Any:
         return input
     out: list[Any] = []
     for item in input:
+        if isinstance(item, TextPart | ImagePart):  # part objects as the dicts they stand for
+            item = {k: v for k in ("type", *item.__dataclass_fields__) if (v := getattr(item, k)) is not None}
         if isinstance(item, dict):
             out.append({k: (f"<{len(v)} bytes>" if isinstance(v, bytes) else v) for k, v in item.items()})
         else:

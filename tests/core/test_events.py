@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from pyflue import Event, EventBus, define_tool, init, observe, unobserve
 from pyflue.events import EventModel
 from pyflue.models.base import ModelRequest, ModelResponse, Usage
-from pyflue.models.messages import AssistantMessage, ToolCallPart, ToolResultPart, UserMessage
+from pyflue.models.messages import (
+    AssistantMessage,
+    ImagePart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    UserMessage,
+)
 from pyflue.models.testing import FunctionModel, TestModel
 from pyflue.session import PromptResult
 from pyflue.stores.memory import MemorySessionStore
@@ -90,6 +97,15 @@ async def test_image_input_is_summarised_not_copied() -> None:
         {"type": "image", "data": "<1000 bytes>"},
     ]
     assert len(events[0].model_dump_json()) < 1000
+    # Part objects are described the same way, never by a repr of their bytes.
+    await session.prompt([TextPart("And this?"), ImagePart("image/png", data=b"y" * 100_000)])
+    assert events[-1].type == "operation_end"
+    start = [e for e in events if e.type == "operation_start"][-1]
+    assert start.data["input"] == [
+        {"type": "text", "text": "And this?"},
+        {"type": "image", "mime_type": "image/png", "data": "<100000 bytes>"},
+    ]
+    assert len(start.model_dump_json()) < 1000
 
 
 async def test_seq_is_per_instance_and_strictly_increasing_across_sessions() -> None:
