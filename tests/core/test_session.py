@@ -89,15 +89,22 @@ async def test_two_prompts_on_one_session_run_fifo_without_interleaving() -> Non
     session = await make_session(echo_model(), tools=[step], events=events)
     results: dict[str, PromptResult] = {}
 
-    async def run(text: str) -> None:
+    async def run(text: str, arrived: anyio.Event | None = None) -> None:
+        if arrived is not None:
+            arrived.set()  # prompt() joins the queue before its first checkpoint
         results[text] = await session.prompt(text)
+
+    async def arrive(tg: anyio.abc.TaskGroup, text: str) -> None:
+        """Start a prompt and return once it is in the queue (trio runs new tasks in any order)."""
+        arrived = anyio.Event()
+        tg.start_soon(run, text, arrived)
+        await arrived.wait()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, "A")
         await first_entered.wait()  # A is in its tool; B arrives now and must wait
-        tg.start_soon(run, "B")
-        await anyio.lowlevel.checkpoint()
-        tg.start_soon(run, "C")
+        await arrive(tg, "B")
+        await arrive(tg, "C")
 
     assert all(len(o) == 1 for o in overlaps)
     assert [results[k].text for k in "ABC"] == ["done: A", "done: B", "done: C"]
