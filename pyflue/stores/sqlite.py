@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,7 +113,24 @@ def _encode(message: StoredMessage) -> bytes:
 
 
 class SQLiteSessionStore:
-    """Append-only message rows: a turn inserts only its new messages."""
+    """Append-only message rows: a turn inserts only its new messages.
+
+    One object per database file in a process (``SQLiteSessionStore(path)`` returns it again), so
+    harnesses opened with separate store objects on one file still take turns on a session and
+    share its history: sessions are identified by their store object.
+    """
+
+    _instances: weakref.WeakValueDictionary[tuple[type, int], SQLiteSessionStore] = (
+        weakref.WeakValueDictionary()
+    )
+
+    def __new__(cls, path: str | Path | SQLiteDatabase) -> SQLiteSessionStore:
+        db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase.for_path(path)
+        with SQLiteDatabase._open_lock:
+            store = cls._instances.get((cls, id(db)))
+            if store is None:
+                store = cls._instances[(cls, id(db))] = super().__new__(cls)
+        return store
 
     def __init__(self, path: str | Path | SQLiteDatabase) -> None:
         self.db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase.for_path(path)

@@ -397,3 +397,32 @@ def test_history_survives_a_process_restart(tmp_path: Path) -> None:
     assert ab == reader["after"]
     assert a_b == written_a_b["after"]
     assert listed == ["a/b", "a_b"]
+
+
+async def test_two_store_objects_on_one_file_are_one_storage(tmp_path: Path) -> None:
+    """Code that opens ``SQLiteSessionStore(path)`` per request still gets one conversation per
+    session: operations take turns and every model call sees the whole history."""
+    db = tmp_path / "pyflue.db"
+    seen: list[list[str]] = []
+    running: list[str] = []
+
+    async def respond(request: ModelRequest) -> str:
+        running.append("x")
+        assert len(running) == 1, "two operations ran at once on one stored session"
+        seen.append([text_of(m) for m in request.messages])
+        await anyio.sleep(0.01)
+        running.pop()
+        return "ok"
+
+    first = await init(model=FunctionModel(respond), id="case", session_store=SQLiteSessionStore(db))
+    second = await init(model=FunctionModel(respond), id="case", session_store=SQLiteSessionStore(db))
+    a, b = await first.session(), await second.session()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.prompt, "one")
+        tg.start_soon(b.prompt, "two")
+    await a.prompt("three")
+    assert [len(s) for s in seen] == [1, 3, 5]
+    assert seen[2][:4] == seen[1] + ["ok"]
+    stored = [text_of(m) for m in await SQLiteSessionStore(db).load(a.key)]
+    assert stored == [text_of(m) for m in a.history] == [text_of(m) for m in b.history]
+    close(first.store)
