@@ -8,6 +8,7 @@ fast enough for provider streams.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import NamedTuple
 
@@ -54,7 +55,7 @@ class SSEParser:
         rest = buffer[end + 2 :]
         self._chunks = [rest] if rest else []
         self._tail = rest[-1:]
-        return [event for block in buffer[:end].split(b"\n\n") if (event := _parse_block(block))]
+        return _parse_region(buffer, end + 2)
 
     def close(self) -> list[SSEEvent]:
         """End of stream: the events a final lone ``\\r`` completes. Sets ``truncated`` when bytes of
@@ -69,12 +70,41 @@ class SSEParser:
         return events
 
 
+# What providers send, one event at a time: "event: NAME\ndata: ONE LINE\n\n".
+_SIMPLE = re.compile(rb"event: ([^\n]*)\ndata: ([^\n]*)\n\n")
+_names: dict[bytes, str] = {}
+
+
+def _parse_region(buffer: bytes, end: int) -> list[SSEEvent]:
+    """The events of ``buffer[:end]``, which ends at an event boundary. The common shape is matched
+    in C, anchored at each block's start; any other block goes through the full field parser."""
+    events: list[SSEEvent] = []
+    append = events.append
+    match = _SIMPLE.match
+    pos = 0
+    while pos < end:
+        found = match(buffer, pos, end)
+        if found is not None:
+            raw_name, data = found.groups()
+            name = _names.get(raw_name)
+            if name is None:
+                name = raw_name.decode("utf-8", "replace")
+                if len(_names) < 256:
+                    _names[raw_name] = name
+            append(SSEEvent(name, data.decode("utf-8", "replace")))
+            pos = found.end()
+            continue
+        boundary = buffer.find(b"\n\n", pos, end)
+        if boundary < 0:
+            boundary = end
+        event = _parse_block(buffer[pos:boundary])
+        if event is not None:
+            append(event)
+        pos = boundary + 2
+    return events
+
+
 def _parse_block(block: bytes) -> SSEEvent | None:
-    # Fast path for what providers send: "event: NAME\ndata: ONE LINE".
-    if block[:7] == b"event: ":
-        newline = block.find(b"\n")
-        if block[newline + 1 : newline + 7] == b"data: " and block.find(b"\n", newline + 1) < 0:
-            return SSEEvent(block[7:newline].decode(), block[newline + 7 :].decode("utf-8", "replace"))
     event = "message"
     data: list[bytes] = []
     event_id: str | None = None
