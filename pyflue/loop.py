@@ -73,9 +73,10 @@ class Turns:
         self.unsaved.append(message)
 
     async def save(self) -> None:
+        """Append the unsaved messages as one batch; on failure they stay unsaved (see _settle)."""
         if self.unsaved:
-            batch, self.unsaved = self.unsaved, []
-            await self.session.harness.store.append(self.session.key, batch)
+            await self.session.harness.store.append(self.session.key, self.unsaved)
+            self.unsaved = []
 
     async def run(self, prompt: UserMessage) -> tuple[str, Any]:
         """Run to the final answer; returns ``(text, typed output or None)``."""

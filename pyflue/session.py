@@ -8,6 +8,7 @@ this session only (queued operations go on) and leaves the history consistent.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from .agent import AgentHarness
 
 __all__ = ["PromptResult", "PromptStream", "Session"]
+
+_log = logging.getLogger("pyflue.session")
 
 
 @dataclass(slots=True)
@@ -207,15 +210,19 @@ class Session:
 
     async def _settle(self, turns: Turns) -> None:
         """After a failure: an operation that got no answer leaves no trace in the history (the
-        caller can simply retry); one that made progress keeps it, tool calls all answered."""
-        if not any(isinstance(m, AssistantMessage) for m in turns.new):
-            # By identity: an equal prompt sent earlier must stay.
-            dropped = {id(m) for m in turns.new}
-            self._history[:] = [m for m in self._history if id(m) not in dropped]
-            turns.unsaved.clear()
-            turns.new.clear()
-            return
-        await turns.save()
+        caller can simply retry); one that made progress keeps it, tool calls all answered. If the
+        store cannot take that progress either, memory drops it too: memory never holds messages
+        the store does not (the operation's own error is what the caller sees)."""
+        if any(isinstance(m, AssistantMessage) for m in turns.new):
+            try:
+                await turns.save()
+                return
+            except Exception:
+                _log.exception("could not store the progress of a failed operation on %r", self)
+        # By identity: an equal message sent earlier must stay.
+        dropped = {id(m) for m in turns.unsaved} if turns.unsaved else {id(m) for m in turns.new}
+        self._history[:] = [m for m in self._history if id(m) not in dropped]
+        turns.unsaved.clear()
 
 
 def _tools_of(session: Session) -> dict[str, Any]:

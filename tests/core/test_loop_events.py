@@ -38,3 +38,31 @@ async def test_an_aborted_tool_still_ends() -> None:
     assert ends[0].data["tool"] == "wait_forever"
     assert "Cancel" in ends[0].data["error"]["type"]
     assert [e.type for e in events][-2:] == ["abort", "operation_end"]
+
+
+async def test_a_store_that_fails_leaves_memory_equal_to_the_store() -> None:
+    """Regression: a failed append dropped the batch from the unsaved list but kept it in memory, so
+    the next model call saw messages the store never got."""
+    from pyflue.errors import StoreError
+    from pyflue.models.testing import FunctionModel
+    from pyflue.stores.memory import MemorySessionStore
+
+    class FlakyStore(MemorySessionStore):
+        fail = False
+
+        async def append(self, key, messages):  # type: ignore[no-untyped-def]
+            if self.fail:
+                raise StoreError("disk full")
+            await super().append(key, messages)
+
+    store = FlakyStore()
+    session = await (await init(model=FunctionModel(lambda r: "ok"), session_store=store)).session()
+    await session.prompt("first")
+    store.fail = True
+    with pytest.raises(StoreError):
+        await session.prompt("second")
+    stored = await store.load(session.key)
+    assert len(session.history) == len(stored) == 2
+    store.fail = False
+    await session.prompt("third")
+    assert len(await store.load(session.key)) == len(session.history) == 4
