@@ -148,6 +148,11 @@ class Session:
         config = harness.config
         parts = user_parts(input)
         spec = output_spec(result) if result is not None else None
+        if spec is not None and spec.schema.name in harness.tools:
+            raise ConfigError(
+                f"agent {harness.name!r}: a tool is named {spec.schema.name!r}, the name typed output uses; "
+                "rename the tool to ask for result=..."
+            )
         chosen = resolve_model(model, harness.context.env) if model is not None else harness.model
         settings: ModelSettings = {**config.model_settings, **(model_settings or {})}  # type: ignore[typeddict-item]
         op_id = operation_id or new_operation_id()

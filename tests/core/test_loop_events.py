@@ -66,3 +66,24 @@ async def test_a_store_that_fails_leaves_memory_equal_to_the_store() -> None:
     store.fail = False
     await session.prompt("third")
     assert len(await store.load(session.key)) == len(session.history) == 4
+
+
+async def test_typed_output_refuses_a_tool_named_like_its_output_tool() -> None:
+    """Anthropic's native typed output is a forced tool named ``final_result``: a user tool of that
+    name would be taken for the answer, so asking for typed output with one is a clear error."""
+    from pydantic import BaseModel
+
+    from pyflue.errors import ConfigError
+
+    class Report(BaseModel):
+        summary: str
+
+    def final_result(summary: str) -> str:
+        """A user's tool that happens to share the name."""
+        return summary
+
+    session = await (await init(model=TestModel(), tools=[final_result])).session()
+    with pytest.raises(ConfigError, match="final_result"):
+        await session.prompt("Summarise", result=Report)
+    assert session.history == []
+    assert (await session.prompt("plain prompts still work")).text
