@@ -82,7 +82,10 @@ async def test_typed_output_refuses_a_tool_named_like_its_output_tool() -> None:
         """A user's tool that happens to share the name."""
         return summary
 
-    session = await (await init(model=TestModel(), tools=[final_result])).session()
+    from pyflue.stores.memory import MemorySessionStore
+
+    harness = await init(model=TestModel(), tools=[final_result], session_store=MemorySessionStore())
+    session = await harness.session()
     with pytest.raises(ConfigError, match="final_result"):
         await session.prompt("Summarise", result=Report)
     assert session.history == []
