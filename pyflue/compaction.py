@@ -197,10 +197,40 @@ def estimate_tokens(message: StoredMessage) -> int:
 
 
 def _estimate_overhead(instructions: str | None, tools: Sequence[ToolDefinition]) -> int:
-    chars = len(instructions or "") + sum(
-        len(t.name) + len(t.description) + len(dumps(t.parameters)) for t in tools
-    )
+    chars = len(instructions or "") + sum(_tool_chars(t) for t in tools)
     return math.ceil(chars / 4)
+
+
+# Tool definitions are made once per tool (``Tool.definition``), so their sizes are computed once too
+# instead of re-serialising every schema before every model call. Bounded: a miss is only a recount.
+_tool_sizes: dict[int, tuple[ToolDefinition, int]] = {}
+
+
+def _tool_chars(tool: ToolDefinition) -> int:
+    known = _tool_sizes.get(id(tool))
+    if known is not None and known[0] is tool:
+        return known[1]
+    chars = len(tool.name) + len(tool.description) + len(dumps(tool.parameters))
+    if len(_tool_sizes) >= 4_096:
+        _tool_sizes.clear()
+    _tool_sizes[id(tool)] = (tool, chars)
+    return chars
+
+
+# Settings per (config, model, environment): resolved once, not before every model call.
+_settings_cache: dict[tuple[int, int, str | None], tuple[object, object, CompactionSettings]] = {}
+
+
+def _resolved(config: CompactionConfig | None, model: Model, env: Mapping[str, str]) -> CompactionSettings:
+    key = (id(config), id(model), env.get("PYFLUE_MODEL"))
+    known = _settings_cache.get(key)
+    if known is not None and known[0] is config and known[1] is model:
+        return known[2]
+    settings = CompactionSettings.resolve(config, model, env)
+    if len(_settings_cache) >= 1_024:
+        _settings_cache.clear()
+    _settings_cache[key] = (config, model, settings)
+    return settings
 
 
 def _estimate_text(text: str) -> int:
@@ -606,7 +636,7 @@ class Compactor:
     def settings(self, turns: Turns) -> CompactionSettings:
         if self._settings is None:
             env = turns.session.harness.context.env
-            self._settings = CompactionSettings.resolve(self._config, turns.model, env)
+            self._settings = _resolved(self._config, turns.model, env)
         return self._settings
 
     async def before_call(self, turns: Turns, request: ModelRequest) -> None:

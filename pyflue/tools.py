@@ -44,6 +44,7 @@ class Tool:
     """A callable tool: ``definition`` is what the model sees, ``call`` validates and runs."""
 
     __slots__ = (
+        "_definition",
         "_params",
         "_validator",
         "description",
@@ -72,10 +73,14 @@ class Tool:
         self._params = tuple(validator.model_fields) if validator is not None else ()
         self.takes_ctx = takes_ctx
         self.timeout = timeout
+        self._definition: ToolDefinition | None = None
 
     @property
     def definition(self) -> ToolDefinition:
-        return ToolDefinition(self.name, self.description, self.parameters)
+        """What the model sees; made once, so per-call work (token estimates) can cache by it."""
+        if self._definition is None:
+            self._definition = ToolDefinition(self.name, self.description, self.parameters)
+        return self._definition
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
