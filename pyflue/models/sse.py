@@ -73,6 +73,7 @@ class SSEParser:
 # What providers send, one event at a time: "event: NAME\ndata: ONE LINE\n\n".
 _SIMPLE = re.compile(rb"event: ([^\n]*)\ndata: ([^\n]*)\n\n")
 _names: dict[bytes, str] = {}
+_new = tuple.__new__  # builds an SSEEvent in C, skipping the named tuple's Python-level __new__
 
 
 def _parse_region(buffer: bytes, end: int) -> list[SSEEvent]:
@@ -91,7 +92,7 @@ def _parse_region(buffer: bytes, end: int) -> list[SSEEvent]:
                 name = raw_name.decode("utf-8", "replace")
                 if len(_names) < 256:
                     _names[raw_name] = name
-            append(SSEEvent(name, data.decode("utf-8", "replace")))
+            append(_new(SSEEvent, (name, data.decode("utf-8", "replace"), None, None)))
             pos = found.end()
             continue
         boundary = buffer.find(b"\n\n", pos, end)
