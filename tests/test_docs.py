@@ -74,7 +74,7 @@ for kind, body in steps:
             key, _, value = argv[1].partition("="); os.environ[key] = value; continue
         if argv[0] == "python":
             argv[0] = sys.executable
-        shell = any(c in body for c in "|<>")
+        shell = any(c in body for c in "|<>$")
         proc = subprocess.run(
             body if shell else argv, shell=shell, capture_output=True, text=True, timeout=120
         )
