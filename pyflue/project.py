@@ -37,6 +37,7 @@ import sys
 import threading
 import traceback
 import types
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 import anyio.to_thread
 
-from .agent import AgentDefinition
+from .agent import AgentDefinition, AgentHarness
 from .errors import ConfigError, UnknownAgentError, WorkflowError
 from .workflow import WorkflowDefinition
 
@@ -88,6 +89,8 @@ class Project:
 
     _cache: ClassVar[dict[Path, Project]] = {}
     _lock: ClassVar[threading.RLock] = threading.RLock()
+    #: How many agent instances :meth:`instance` keeps loaded.
+    max_instances: int = 1_024
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class Project:
         self.agents: dict[str, AgentDefinition] = dict(agents or {})
         self.workflows: dict[str, WorkflowDefinition] = dict(workflows or {})
         self.errors: dict[str, LoadError] = dict(errors or {})
+        self._instances: OrderedDict[tuple[str, str], AgentHarness] = OrderedDict()
 
     # -- discovery ---------------------------------------------------------------------------------
 
@@ -227,6 +231,24 @@ class Project:
         from .stores.sqlite import SQLiteRunStore
 
         return SQLiteRunStore(self.db_path)
+
+    async def instance(self, agent: str, id: str) -> AgentHarness:
+        """The instance ``id`` of the project's agent ``agent``, on the project's session store: what
+        a server or a dispatcher addresses. Loaded instances are cached (LRU, ``max_instances``); an
+        evicted instance is initialised again on its next use and its sessions reload from the
+        store, so eviction costs an initializer call, never a conversation."""
+        from .agent import init
+
+        key = (agent, id)
+        harness = self._instances.get(key)
+        if harness is not None:
+            self._instances.move_to_end(key)
+            return harness
+        harness = await init(self.agent(agent), id=id, session_store=self.session_store)
+        self._instances[key] = harness
+        while len(self._instances) > self.max_instances:
+            self._instances.popitem(last=False)
+        return harness
 
     async def run(self, name: str, payload: Any = None, **kwargs: Any) -> RunRecord:
         """``invoke_workflow(self, name, payload, **kwargs)``: run a workflow, get its record."""
