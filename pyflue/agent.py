@@ -164,15 +164,18 @@ class AgentHarness:
             self._sessions.move_to_end(session_id)
             return session
         key = SessionKey(self.name, self.id, session_id)
-        history = _live.get((id(self.store), key))
+        live = _live.get(id(self.store))
+        if live is None:
+            live = _live[id(self.store)] = weakref.WeakValueDictionary()
+        history = live.get(key)
         if history is None:
             loaded = await self.store.load(key)
-            history = _live.get((id(self.store), key))  # another harness may have loaded it meanwhile
+            history = live.get(key)  # another harness may have loaded it meanwhile
             if history is None:
-                history = _live[(id(self.store), key)] = _History(loaded)
+                history = live[key] = _History(loaded)
         session = self._sessions.get(session_id)  # another task may have loaded it meanwhile
         if session is None:
-            session = Session(self, session_id, history)
+            session = Session(self, session_id, history, key)
             self._sessions[session_id] = session
             if len(self._sessions) > _SESSION_CACHE:
                 self._sessions.popitem(last=False)
@@ -190,7 +193,9 @@ class _History(list[StoredMessage]):
     __slots__ = ("__weakref__",)
 
 
-_live: weakref.WeakValueDictionary[tuple[int, SessionKey], _History] = weakref.WeakValueDictionary()
+# Per store object, then per session: one shared SessionKey object serves this registry, the
+# Session and the store, so a retained conversation pays for one key.
+_live: dict[int, weakref.WeakValueDictionary[SessionKey, _History]] = {}
 
 
 def _resolve(model: Any, env: Mapping[str, str], agent: str) -> Model:

@@ -56,25 +56,23 @@ class PromptResult:
 class Session:
     """A conversation: its history, and ``prompt`` / ``stream`` / ``task`` / ``compact`` / ``abort``."""
 
-    __slots__ = ("_abort_reason", "_history", "_scope", "harness", "id", "operation_id")
+    __slots__ = ("_abort_reason", "_history", "_scope", "harness", "id", "key", "operation_id")
 
     def __init__(
         self,
         harness: AgentHarness,
         session_id: str,
         history: list[UserMessage | AssistantMessage],
+        key: SessionKey | None = None,
     ) -> None:
         self.harness = harness
         self.id = session_id
+        #: The store key; the harness passes the one object its registry and the store also keep.
+        self.key = key or SessionKey(harness.name, harness.id, session_id)
         self._history = history
         self._scope: anyio.CancelScope | None = None
         self._abort_reason: str | None = None
         self.operation_id: str | None = None  # the operation in flight (tasks use it as parent_id)
-
-    @property
-    def key(self) -> SessionKey:
-        """The store key (built on demand: a retained session costs fewer bytes)."""
-        return SessionKey(self.harness.name, self.harness.id, self.id)
 
     @property
     def history(self) -> list[UserMessage | AssistantMessage]:
