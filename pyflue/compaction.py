@@ -473,33 +473,10 @@ def _summary_request(
 
 
 async def _model_call(model: Model, request: ModelRequest, emit: Emit) -> ModelResponse:
-    """One summarisation call, reported like the turn loop's calls (``model_start`` / ``model_end``)."""
-    emit(
-        "model_start",
-        {"provider": model.provider, "model": model.model_name, "settings": dict(request.settings)},
-    )
-    started = time.perf_counter()
-    try:
-        response = await model.request(request)
-    except BaseException as exc:
-        emit("model_end", {"error": error_payload(exc), "duration_ms": _ms(started)})
-        raise
-    usage = response.usage
-    if usage.requests == 0:
-        response.usage = Usage(
-            usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens, 1
-        )
-    emit(
-        "model_end",
-        {
-            "response_id": response.response_id,
-            "response_model": response.model or model.model_name,
-            "finish_reason": response.finish_reason,
-            "usage": response.usage.to_dict(),
-            "duration_ms": _ms(started),
-        },
-    )
-    return response
+    """One summarisation call, reported like the turn loop's calls (not streamed)."""
+    from .loop import call_model
+
+    return await call_model(model, request, emit, stream=False)
 
 
 async def _summarise(

@@ -40,7 +40,7 @@ from .tools import Tool, ToolContext, tool_result_text
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Turns", "current_turns"]
+__all__ = ["Turns", "call_model", "current_turns"]
 
 Emit = Callable[[str, dict[str, Any]], Event | None]
 
@@ -150,47 +150,12 @@ class Turns:
             return await self._model_call(request)
 
     async def _model_call(self, request: ModelRequest) -> ModelResponse:
-        model, emit = self.model, self.emit
-        emit(
-            "model_start",
-            {"provider": model.provider, "model": model.model_name, "settings": dict(request.settings)},
-        )
-        started = time.perf_counter()
-        try:
-            if self.stream or self.session.harness.bus.active:
-                builder = ResponseBuilder()
-                async with model.stream(request) as events:
-                    async for event in events:
-                        builder.add(event)
-                        if type(event) is TextDelta:
-                            emit("text_delta", {"text": event.text})
-                        elif type(event) is ThinkingDelta and event.text:
-                            emit("thinking_delta", {"text": event.text})
-                response = builder.build()
-            else:
-                response = await model.request(request)
-        except BaseException as exc:
-            emit("model_end", {"error": error_payload(exc), "duration_ms": _ms(started)})
-            raise
-        usage = response.usage
-        if usage.requests == 0:
-            usage = response.usage = Usage(
-                usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens, 1
-            )
-        self.usage = self.usage + usage
+        stream = self.stream or self.session.harness.bus.active
+        response = await call_model(self.model, request, self.emit, stream=stream)
+        self.usage = self.usage + response.usage
         self.finish_reason = response.finish_reason
         if self.compactor is not None:
-            self.compactor.observe_usage(self, usage)
-        emit(
-            "model_end",
-            {
-                "response_id": response.response_id,
-                "response_model": response.model or model.model_name,
-                "finish_reason": response.finish_reason,
-                "usage": usage.to_dict(),
-                "duration_ms": _ms(started),
-            },
-        )
+            self.compactor.observe_usage(self, response.usage)
         return response
 
     async def _run_tools(self, calls: list[ToolCallPart]) -> list[ToolResultPart]:
@@ -274,6 +239,49 @@ def current_turns() -> Turns | None:
     ``None``. ``session.task()`` called from a tool joins that operation this way, instead of waiting
     for the session's turn, which the operation itself holds."""
     return _current.get()
+
+
+async def call_model(model: Model, request: ModelRequest, emit: Emit, *, stream: bool) -> ModelResponse:
+    """One model call, reported as every caller reports it: ``model_start``; with ``stream`` the
+    provider's stream, each text/thinking delta an event; then ``model_end`` with the usage, or with
+    the error. The response's usage always counts its request."""
+    emit(
+        "model_start",
+        {"provider": model.provider, "model": model.model_name, "settings": dict(request.settings)},
+    )
+    started = time.perf_counter()
+    try:
+        if stream:
+            builder = ResponseBuilder()
+            async with model.stream(request) as events:
+                async for event in events:
+                    builder.add(event)
+                    if type(event) is TextDelta:
+                        emit("text_delta", {"text": event.text})
+                    elif type(event) is ThinkingDelta and event.text:
+                        emit("thinking_delta", {"text": event.text})
+            response = builder.build()
+        else:
+            response = await model.request(request)
+    except BaseException as exc:
+        emit("model_end", {"error": error_payload(exc), "duration_ms": _ms(started)})
+        raise
+    usage = response.usage
+    if usage.requests == 0:
+        response.usage = Usage(
+            usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens, 1
+        )
+    emit(
+        "model_end",
+        {
+            "response_id": response.response_id,
+            "response_model": response.model or model.model_name,
+            "finish_reason": response.finish_reason,
+            "usage": response.usage.to_dict(),
+            "duration_ms": _ms(started),
+        },
+    )
+    return response
 
 
 def _ms(started: float) -> float:
