@@ -11,7 +11,8 @@ import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -23,7 +24,7 @@ from ._gates import session_turn
 from .errors import AbortedError, ConfigError, error_payload
 from .events import Event, reset_sink, set_sink
 from .ids import new_operation_id
-from .loop import Turns
+from .loop import Emit, Turns
 from .models.base import Model, ModelSettings, Usage
 from .models.messages import AssistantMessage, ImagePart, TextPart, UserMessage, user_parts
 from .models.registry import resolve_model
@@ -153,19 +154,18 @@ class Session:
             )
         chosen = resolve_model(model, harness.context.env) if model is not None else harness.model
         settings: ModelSettings = {**config.model_settings, **(model_settings or {})}  # type: ignore[typeddict-item]
-        op_id = operation_id or new_operation_id()
-        bus = harness.bus
+        turns: Turns | None = None
 
-        emit = partial(
-            bus.emit,
-            agent=harness.name,
-            instance_id=harness.id,
-            session_id=self.id,
-            operation_id=op_id,
-            parent_id=parent_id,
-        )
+        def usage() -> Usage:
+            return turns.usage if turns is not None else Usage()
 
-        async with session_turn((id(harness.store), self.key)):
+        async def settle() -> None:
+            if turns is not None:
+                await self._settle(turns)
+
+        async with operation(
+            self, kind, _describe(input), usage, parent_id=parent_id, operation_id=operation_id, settle=settle
+        ) as op:
             turns = Turns(
                 self,
                 chosen,
@@ -175,41 +175,15 @@ class Session:
                 spec,
                 config.max_turns,
                 config.output_retries,
-                emit,
-                op_id,
+                op.emit,
+                op.operation_id,
                 stream,
                 config.tool_timeout,
             )
             turns.compactor = _compactor_of(self)
-            started = time.perf_counter()
-            async with bus.delivering():
-                emit("operation_start", {"kind": kind, "input": _describe(input)})
-                with anyio.CancelScope() as scope:
-                    self._scope, self._abort_reason, self.operation_id = scope, None, op_id
-                    try:
-                        text, output = await turns.run(UserMessage(parts))
-                    except BaseException as exc:
-                        self._scope = self.operation_id = None
-                        with anyio.CancelScope(shield=True):
-                            await self._settle(turns)
-                            if not scope.cancel_called or self._abort_reason is None:
-                                status = (
-                                    "cancelled"
-                                    if isinstance(exc, anyio.get_cancelled_exc_class())
-                                    else "failed"
-                                )
-                                emit("operation_end", _end(status, turns, started, exc))
-                        if not (scope.cancel_called and self._abort_reason is not None):
-                            raise
-                self._scope = self.operation_id = None
-                if scope.cancel_called and self._abort_reason is not None:
-                    reason = self._abort_reason
-                    emit("abort", {"reason": reason})
-                    error = AbortedError(f"operation {op_id} was aborted: {reason}")
-                    emit("operation_end", _end("aborted", turns, started, error))
-                    raise error
-                emit("operation_end", {**_end("completed", turns, started, None), "text": text})
-        return PromptResult(text, turns.usage, op_id, turns.new, turns.finish_reason, output)
+            text, output = await turns.run(UserMessage(parts))
+            op.text = text
+        return PromptResult(text, turns.usage, op.operation_id, turns.new, turns.finish_reason, output)
 
     async def _settle(self, turns: Turns) -> None:
         """After a failure: an operation that got no answer leaves no trace in the history (the
@@ -228,6 +202,76 @@ class Session:
         turns.unsaved.clear()
 
 
+@dataclass(slots=True)
+class Operation:
+    """An operation in flight: its correlated ``emit``, its id, and the ``text`` its end reports."""
+
+    emit: Emit
+    operation_id: str
+    text: str | None = None
+
+
+@asynccontextmanager
+async def operation(
+    session: Session,
+    kind: str,
+    input: Any,
+    usage: Callable[[], Usage],
+    *,
+    parent_id: str | None = None,
+    operation_id: str | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[Operation]:
+    """The lifecycle every operation on a session shares (prompt, stream, task, compact): it waits
+    its turn, emits ``operation_start`` / ``operation_end`` (with ``usage()`` and the body's
+    ``text``), and makes ``session.abort()`` cancel the body: then ``abort`` is emitted, the end says
+    ``aborted`` and ``AbortedError`` is raised. ``settle`` runs (shielded) when the body fails."""
+    harness = session.harness
+    bus = harness.bus
+    op_id = operation_id or new_operation_id()
+    emit: Emit = partial(
+        bus.emit,
+        agent=harness.name,
+        instance_id=harness.id,
+        session_id=session.id,
+        operation_id=op_id,
+        parent_id=parent_id,
+    )
+    op = Operation(emit, op_id)
+    async with session_turn((id(harness.store), session.key)):
+        started = time.perf_counter()
+        async with bus.delivering():
+            emit("operation_start", {"kind": kind, "input": input})
+            with anyio.CancelScope() as scope:
+                session._scope, session._abort_reason, session.operation_id = scope, None, op_id
+                try:
+                    yield op
+                except BaseException as exc:
+                    session._scope = session.operation_id = None
+                    aborted = scope.cancel_called and session._abort_reason is not None
+                    with anyio.CancelScope(shield=True):
+                        if settle is not None:
+                            await settle()
+                    if not aborted:
+                        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+                        emit(
+                            "operation_end",
+                            _end("cancelled" if cancelled else "failed", usage(), started, exc),
+                        )
+                        raise
+            session._scope = session.operation_id = None
+            if scope.cancel_called and session._abort_reason is not None:
+                reason = session._abort_reason
+                emit("abort", {"reason": reason})
+                error = AbortedError(f"operation {op_id} was aborted: {reason}")
+                emit("operation_end", _end("aborted", usage(), started, error))
+                raise error
+            data = _end("completed", usage(), started, None)
+            if op.text is not None:
+                data["text"] = op.text
+            emit("operation_end", data)
+
+
 def _tools_of(session: Session) -> dict[str, Any]:
     tools = session.harness.tools
     task_tool = getattr(session.harness, "task_tool", None)
@@ -241,10 +285,10 @@ def _compactor_of(session: Session) -> Any:
     return factory() if callable(factory) else None
 
 
-def _end(status: str, turns: Turns, started: float, exc: BaseException | None) -> dict[str, Any]:
+def _end(status: str, usage: Usage, started: float, exc: BaseException | None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "status": status,
-        "usage": turns.usage.to_dict(),
+        "usage": usage.to_dict(),
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
     if exc is not None:

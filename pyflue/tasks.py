@@ -40,13 +40,11 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from pydantic_core import to_jsonable_python
 
-from ._gates import session_turn
 from .agent import AgentHarness
 from .errors import AbortedError, ConfigError, TaskDepthError, error_payload
 from .events import Event
@@ -375,53 +373,14 @@ Body = Callable[[Emit, str, Spent], Awaitable[tuple[T, str | None]]]
 
 async def side_operation(session: Session, kind: str, input: Any, body: Body[T]) -> T:
     """Run ``body`` as an operation of ``session`` that is not a prompt (a direct task, a manual
-    compaction): it takes the session's turn, emits ``operation_start`` / ``operation_end`` like a
-    prompt, and ``session.abort()`` cancels it (``abort`` event, status ``aborted``,
-    ``AbortedError``). ``body(emit, operation_id, spent)`` returns ``(value, text or None)``."""
-    harness = session.harness
-    bus = harness.bus
-    op_id = new_operation_id()
-    emit: Emit = partial(
-        bus.emit,
-        agent=harness.name,
-        instance_id=harness.id,
-        session_id=session.id,
-        operation_id=op_id,
-        parent_id=None,
-    )
+    compaction), with the lifecycle every operation has (:func:`pyflue.session.operation`): it takes
+    the session's turn, emits ``operation_start`` / ``operation_end``, and ``session.abort()`` cancels
+    it. ``body(emit, operation_id, spent)`` returns ``(value, text or None)``."""
+    from .session import operation
+
     spent = Spent()
-
-    def end(status: str, exc: BaseException | None) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": status, "usage": spent.usage.to_dict(), "duration_ms": _ms(started)}
-        if exc is not None:
-            data["error"] = error_payload(exc)
-        return data
-
-    async with session_turn((id(harness.store), session.key)):
-        started = time.perf_counter()
-        async with bus.delivering():
-            emit("operation_start", {"kind": kind, "input": input})
-            with anyio.CancelScope() as scope:
-                session._scope, session._abort_reason, session.operation_id = scope, None, op_id
-                try:
-                    value, text = await body(emit, op_id, spent)
-                except BaseException as exc:
-                    session._scope = session.operation_id = None
-                    if not (scope.cancel_called and session._abort_reason is not None):
-                        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-                        emit("operation_end", end("cancelled" if cancelled else "failed", exc))
-                        raise
-            session._scope = session.operation_id = None
-            if scope.cancel_called and session._abort_reason is not None:
-                reason = session._abort_reason
-                emit("abort", {"reason": reason})
-                error = AbortedError(f"operation {op_id} was aborted: {reason}")
-                emit("operation_end", end("aborted", error))
-                raise error
-            data = end("completed", None)
-            if text is not None:
-                data["text"] = text
-            emit("operation_end", data)
+    async with operation(session, kind, input, lambda: spent.usage) as op:
+        value, op.text = await body(op.emit, op.operation_id, spent)
     return value
 
 
