@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .ids import _counter, encode_ulid, ulid_int_at
 
-__all__ = ["LIFECYCLE", "Event", "EventBus", "EventModel", "Observer", "observe", "unobserve"]
+__all__ = ["BUILTIN_TYPES", "Event", "EventBus", "EventModel", "Observer", "observe", "unobserve"]
 
 _log = logging.getLogger("pyflue.events")
 
@@ -39,7 +39,7 @@ Observer = Callable[["Event"], "Awaitable[None] | None"]
 #: Event types an observer may lose under overflow; everything else is lifecycle and never dropped.
 DROPPABLE = frozenset({"text_delta", "thinking_delta"})
 #: The catalogue's built-in types; ``ctx.emit`` may not reuse them.
-LIFECYCLE = frozenset(
+BUILTIN_TYPES = frozenset(
     {
         "run_start",
         "run_end",

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .events import LIFECYCLE, Event
+from .events import BUILTIN_TYPES, Event
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -254,7 +254,7 @@ class OpenTelemetryObserver:
         else:
             found = self._handlers.get(kind)
             if found is None:
-                if kind in LIFECYCLE:
+                if kind in BUILTIN_TYPES:
                     return  # dispatch_* and anything else without a span of its own
                 found = self._custom
             handler = found

@@ -44,7 +44,7 @@ from .errors import (
     RunCancelledError,
     error_payload,
 )
-from .events import LIFECYCLE, Event, EventBus, Observer
+from .events import BUILTIN_TYPES, Event, EventBus, Observer
 from .ids import check_id, new_run_id
 from .models.base import Usage
 from .stores.base import RunRecord, RunStore, SessionStore
@@ -210,7 +210,7 @@ class FlueContext:
         consumers rely on their shape."""
         if not isinstance(type, str) or not type:
             raise ConfigError(f"event type must be a non-empty string, got {type!r}")
-        if type in LIFECYCLE:
+        if type in BUILTIN_TYPES:
             raise ConfigError(f"{type!r} is a built-in event type; name custom events differently")
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"event data must be a dict, got {data.__class__.__name__}")
