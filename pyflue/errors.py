@@ -7,6 +7,7 @@ to do next. Errors cross every boundary (events, HTTP bodies, the CLI, the run s
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 __all__ = [
@@ -196,6 +197,18 @@ class ResultNotSerializableError(WorkflowError):
 
 class RunCancelledError(WorkflowError):
     """The run was cancelled by id, by a timeout, or by Ctrl-C."""
+
+
+_TRACEBACK_CHARS = 8_000
+
+
+def bounded_traceback(exc: BaseException, limit: int = _TRACEBACK_CHARS) -> str:
+    """The formatted traceback of ``exc``, at most ``limit`` characters: when longer, its start is
+    cut (the innermost frames and the exception line, which say what went wrong, are kept)."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) <= limit:
+        return text
+    return f"[... {len(text) - limit} characters cut]\n{text[-limit:]}"
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:

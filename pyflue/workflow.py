@@ -42,6 +42,7 @@ from .errors import (
     PayloadValidationError,
     ResultNotSerializableError,
     RunCancelledError,
+    bounded_traceback,
     error_payload,
 )
 from .events import BUILTIN_TYPES, Event, EventBus, Observer
@@ -475,7 +476,7 @@ async def _execute(
             )
         return "cancelled", None, {**RunCancelledError(control.reason).to_dict(), "reason": control.kind}
     if failure is not None:
-        return "failed", None, error_payload(failure)
+        return "failed", None, {**error_payload(failure), "traceback": bounded_traceback(failure)}
     try:
         return "completed", to_jsonable_python(value), None
     except PydanticSerializationError as exc:

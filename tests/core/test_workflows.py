@@ -181,7 +181,13 @@ async def test_a_workflow_that_raises_fails_with_its_error_and_a_complete_log(tm
     record = await project.run("fails", {})
 
     assert record.status == "failed"
+    assert record.error is not None
+    traceback = record.error.pop("traceback")
     assert record.error == {"type": "ValueError", "message": "the data is wrong"}
+    # The traceback is kept: the workflow's own frame and the exception line.
+    assert 'workflows/fails.py", line' in traceback and "in run" in traceback
+    assert traceback.rstrip().endswith("ValueError: the data is wrong")
+    record.error["traceback"] = traceback
     assert record.result is None and record.usage.requests == 1
     events = await project.run_store.read_events(record.run_id)
     assert_complete_log(events, record.run_id)
@@ -516,3 +522,22 @@ async def test_an_async_observer_of_a_run_started_inside_an_agent_operation_gets
     result = await (await harness.session()).prompt("go")
     assert '"completed"' in result.text
     assert seen == ["run_start", "log", "run_end"]
+
+
+def test_a_long_traceback_keeps_its_innermost_frames() -> None:
+    from pyflue.errors import bounded_traceback
+
+    def fail(n: int) -> None:
+        if n == 0:
+            raise KeyError("the first cause")
+        try:
+            fail(n - 1)
+        except Exception as exc:
+            raise ValueError(f"failure {n}") if n < 60 else RuntimeError("at the bottom") from exc
+
+    try:
+        fail(60)
+    except RuntimeError as exc:
+        text = bounded_traceback(exc, limit=2_000)
+    assert len(text) <= 2_000 + 40
+    assert text.startswith("[... ") and text.rstrip().endswith("RuntimeError: at the bottom")
