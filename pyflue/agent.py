@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import inspect
 import os
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .config import AgentConfig, parse_config
+from .compaction.compactor import CompactionResult, Compactor, compact_session
+from .compaction.estimate import tool_chars
+from .compaction.settings import CompactionSettings
+from .config import AgentConfig, CompactionConfig, parse_config
 from .errors import ConfigError
 from .events import EventBus, Observer
 from .ids import check_id
-from .models.base import Model
+from .loop import TurnPlan, run_turns
+from .models.base import Model, ModelSettings
+from .models.messages import UserMessage, user_parts
 from .models.registry import resolve_model
-from .stores.base import SessionKey, SessionStore, StoredMessage
+from .output import output_spec
+from .runtime import current_runtime
+from .session import Operation, PromptResult, Session, describe_input
+from .stores.base import SessionKey, SessionStore
+from .tasks import run_task, task_tool
 from .tools import Tool, as_tool
-
-if TYPE_CHECKING:
-    from .compaction import Compactor
-    from .session import Session
 
 __all__ = ["AgentContext", "AgentDefinition", "AgentHarness", "create_agent", "init"]
 
@@ -88,7 +92,11 @@ _SESSION_CACHE = 256
 class AgentHarness:
     """One agent instance: its resolved config, model, tools, event bus and sessions.
 
-    Sessions are cached (LRU, ``_SESSION_CACHE``); an evicted session reloads from the store.
+    It owns what its operations share: sessions are cached (LRU, ``_SESSION_CACHE``; an evicted
+    session reloads from the store), the built-in ``task`` tool, the size of its tool definitions and
+    the compaction settings per model. It runs the turn loop, tasks and compaction on its sessions
+    (it is their :class:`~pyflue.session.SessionOwner` and the :class:`~pyflue.tasks.TaskParent` of
+    its tasks).
     """
 
     def __init__(
@@ -117,7 +125,14 @@ class AgentHarness:
             if tool.name in self.tools:
                 raise ConfigError(f"agent {name!r}: two tools are named {tool.name!r}")
             self.tools[tool.name] = tool
+        self.task_tool: Tool | None = task_tool(self)
+        #: The tools the model is offered: the agent's own, and ``task`` when it has subagents.
+        self.offered: dict[str, Tool] = (
+            {**self.tools, self.task_tool.name: self.task_tool} if self.task_tool is not None else self.tools
+        )
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._tool_chars: int | None = None
+        self._compaction: dict[int, tuple[Model, CompactionSettings]] = {}
 
     @property
     def model(self) -> Model:
@@ -136,66 +151,168 @@ class AgentHarness:
         return self.context.run_id
 
     @property
-    def task_tool(self) -> Tool | None:
-        """The built-in ``task`` tool when this agent has subagents (see :mod:`pyflue.tasks`)."""
-        from .tasks import task_tool
-
-        return task_tool(self)
-
-    def compactor(self) -> Compactor | None:
-        """Compaction hooks for one operation, ``None`` when disabled (see :mod:`pyflue.compaction`)."""
-        from .compaction import compactor_for
-
-        return compactor_for(self)
+    def env(self) -> Mapping[str, str]:
+        return self.context.env
 
     def instructions(self) -> str | None:
+        """The agent's instructions now (a callable is called with the agent's context); a callable
+        that fails or returns something other than text is a ``ConfigError`` naming the key."""
         value = self.config.instructions
         if callable(value):
-            value = value(self.context)
+            try:
+                value = value(self.context)
+            except Exception as exc:
+                raise ConfigError(
+                    f"agent {self.name!r}: config key 'instructions': the callable raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"agent {self.name!r}: config key 'instructions': the callable returned a "
+                    f"{type(value).__name__}, not a string"
+                )
         return value
 
     async def session(self, session_id: str = "default") -> Session:
         """The session ``session_id`` of this instance, its history loaded from the store."""
-        from .session import Session
-
         check_id(session_id, "session id")
         session = self._sessions.get(session_id)
         if session is not None:
             self._sessions.move_to_end(session_id)
             return session
-        key = SessionKey(self.name, self.id, session_id)
-        live = _live.get(id(self.store))
-        if live is None:
-            live = _live[id(self.store)] = weakref.WeakValueDictionary()
-        history = live.get(key)
-        if history is None:
-            loaded = await self.store.load(key)
-            history = live.get(key)  # another harness may have loaded it meanwhile
-            if history is None:
-                history = live[key] = _History(loaded)
+        history = await current_runtime().history(self.store, SessionKey(self.name, self.id, session_id))
         session = self._sessions.get(session_id)  # another task may have loaded it meanwhile
         if session is None:
-            session = Session(self, session_id, history, key)
+            session = Session(self, session_id, history)
             self._sessions[session_id] = session
             if len(self._sessions) > _SESSION_CACHE:
                 self._sessions.popitem(last=False)
         return session
 
+    # -- running operations on its sessions --------------------------------------------------------
+
+    async def run_prompt(
+        self,
+        session: Session,
+        input: str | list[Any],
+        *,
+        result: Any,
+        model: str | Model | None,
+        model_settings: ModelSettings | None,
+        stream: bool,
+    ) -> PromptResult:
+        return await self.operate(
+            session, "prompt", input, result=result, model=model, model_settings=model_settings, stream=stream
+        )
+
+    async def operate(
+        self,
+        session: Session,
+        kind: str,
+        input: str | list[Any],
+        *,
+        result: Any = None,
+        model: str | Model | None = None,
+        model_settings: ModelSettings | None = None,
+        stream: bool = False,
+        parent_id: str | None = None,
+        operation_id: str | None = None,
+        started: Callable[[Operation], None] | None = None,
+    ) -> PromptResult:
+        """Run ``input`` through the turn loop as an operation of ``kind`` on ``session``."""
+        parts = user_parts(input)
+        spec = output_spec(result) if result is not None else None
+        if spec is not None and spec.schema.name in self.tools:
+            raise ConfigError(
+                f"agent {self.name!r}: a tool is named {spec.schema.name!r}, the name typed output uses; "
+                "rename the tool to ask for result=..."
+            )
+        chosen = resolve_model(model, self.context.env) if model is not None else self.model
+        config = self.config
+        settings: ModelSettings = {**config.model_settings, **(model_settings or {})}  # type: ignore[typeddict-item]
+        async with session.operation(
+            kind, describe_input(input), parent_id=parent_id, operation_id=operation_id
+        ) as op:
+            if started is not None:
+                started(op)
+            plan = TurnPlan(
+                model=chosen,
+                instructions=self.instructions(),
+                tools=self.offered,
+                settings=settings,
+                output=spec,
+                max_turns=config.max_turns,
+                output_retries=config.output_retries,
+                stream=stream,
+                tool_timeout=config.tool_timeout,
+                compaction=self.compactor(chosen),
+                run_id=self.context.run_id,
+                env=self.context.env,
+            )
+            res = await run_turns(session, op, plan, UserMessage(parts))
+        return res
+
+    async def run_task(
+        self, session: Session, input: str | list[Any], *, agent: str | None, result: Any
+    ) -> PromptResult:
+        return await run_task(self, session, input, agent=agent, result=result)
+
+    async def run_compaction(
+        self, session: Session, keep_recent: int | None, instructions: str | None
+    ) -> CompactionResult:
+        model = self.model
+        return await compact_session(
+            session,
+            self._compaction_settings(model),
+            model,
+            self.instructions(),
+            self._tool_sizes(),
+            keep_recent=keep_recent,
+            instructions=instructions,
+        )
+
+    def child(self, config: AgentConfig, model: Model, depth: int) -> AgentHarness:
+        """A child instance for one task: same store, bus and context, its own config."""
+        return AgentHarness(
+            name=self.name,
+            instance_id=self.id,
+            config=config,
+            model=model,
+            store=self.store,
+            bus=self.bus,
+            context=self.context,
+            depth=depth,
+        )
+
+    # -- what its operations share -----------------------------------------------------------------
+
+    def compactor(self, model: Model | None = None) -> Compactor | None:
+        """Compaction hooks for one operation on ``model`` (default: the agent's); ``None`` when the
+        config says ``compaction: False``."""
+        model = model or self.model
+        config = self.config.compaction
+        if config is False or (isinstance(config, CompactionConfig) and not config.enabled):
+            return None
+        return Compactor(self._compaction_settings(model), self._tool_sizes())
+
+    def _compaction_settings(self, model: Model) -> CompactionSettings:
+        known = self._compaction.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
+        config = self.config.compaction
+        settings = CompactionSettings.resolve(
+            config if isinstance(config, CompactionConfig) else None, model, self.context.env
+        )
+        self._compaction[id(model)] = (model, settings)
+        return settings
+
+    def _tool_sizes(self) -> int:
+        if self._tool_chars is None:
+            self._tool_chars = tool_chars([tool.definition for tool in self.offered.values()])
+        return self._tool_chars
+
     def __repr__(self) -> str:
         return f"AgentHarness({self.name!r}, id={self.id!r})"
-
-
-class _History(list[StoredMessage]):
-    """A stored session's messages in memory: one list shared by every ``Session`` object of that
-    stored session in the process (other harnesses of the instance, or a session still in use after
-    the cache evicted it), so none of them prompts with a stale copy. Operations take turns on it."""
-
-    __slots__ = ("__weakref__",)
-
-
-# Per store object, then per session: one shared SessionKey object serves this registry, the
-# Session and the store, so a retained conversation pays for one key.
-_live: dict[int, weakref.WeakValueDictionary[SessionKey, _History]] = {}
 
 
 def _resolve(model: Any, env: Mapping[str, str], agent: str) -> Model:
@@ -206,19 +323,6 @@ def _resolve(model: Any, env: Mapping[str, str], agent: str) -> Model:
         return resolve_model(model, env)
     except ConfigError as exc:
         raise ConfigError(f"agent {agent!r}: config key 'model': {exc}") from None
-
-
-_default_store: SessionStore | None = None
-
-
-def default_session_store() -> SessionStore:
-    """The process's in-memory store, for harnesses made without a store or a project."""
-    global _default_store
-    if _default_store is None:
-        from .stores.memory import MemorySessionStore
-
-        _default_store = MemorySessionStore()
-    return _default_store
 
 
 async def init(
@@ -266,7 +370,7 @@ async def init(
         instance_id=instance_id,
         config=resolved,
         model=model,
-        store=session_store or default_session_store(),
+        store=session_store or current_runtime().session_store,
         bus=bus,
         context=context,
     )

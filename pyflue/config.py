@@ -1,17 +1,168 @@
-"""Agent configuration: what an agent's initializer returns, validated with a clear error."""
+"""What configures an agent: the agent config an initializer returns, the profiles it can be based
+on or delegate to, and its compaction settings — validated once, with errors that name the key.
+
+These are data, below everything that runs an agent, so every layer above can import them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .compaction import CompactionConfig
 from .errors import ConfigError
-from .profiles import AgentProfile
+from .models.base import Model, ModelSettings, settings_adapter
+from .tools import Tool, as_tool
 
-__all__ = ["AgentConfig", "parse_config"]
+__all__ = ["AgentConfig", "AgentProfile", "CompactionConfig", "check_model_settings", "parse_config"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_model_settings(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_settings`` checked against :class:`~pyflue.models.base.ModelSettings`: a misspelt or
+    mistyped setting fails where it is configured, not as a provider's HTTP 400 (or not at all) on the
+    first prompt. Raises ``ValueError`` saying which setting is wrong; callers add whose it is."""
+    known = ModelSettings.__optional_keys__
+    unknown = sorted(key for key in value if key not in known)
+    if unknown:
+        raise ValueError(
+            f"unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))} "
+            "(provider-specific fields go in extra_body)"
+        )
+    try:
+        return dict(settings_adapter().validate_python(value))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ValueError(f"{where}: {error['msg']}") from None
+
+
+class CompactionConfig(BaseModel):
+    """When and how a long session is summarised to fit the model's context window.
+
+    ``None`` fields take the model's known defaults (:func:`model_limits`): ``context_window_tokens``
+    from the model, ``reserve_tokens`` = min(20 000, the model's max output). ``keep_recent_tokens``
+    of the newest messages stay verbatim. ``model`` summarises (default: the operation's model);
+    ``instructions`` are added to the summariser's prompt (what to preserve). ``enabled=False`` turns
+    automatic compaction off; ``session.compact()`` still works.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    enabled: bool = True
+    context_window_tokens: int | None = Field(default=None, gt=0)
+    reserve_tokens: int | None = Field(default=None, ge=0)
+    keep_recent_tokens: int = Field(default=8_000, ge=0)
+    model: str | Model | None = None
+    instructions: str | None = None
+
+
+class AgentProfile(BaseModel):
+    """A named, immutable agent configuration.
+
+    ``name`` is what ``session.task(agent=...)`` and the model's ``task`` tool use: 1-64 letters,
+    digits, ``-`` or ``_``. ``description`` tells the parent model when to delegate to it. ``tools``
+    are normalised to :class:`~pyflue.tools.Tool` objects and ``subagents`` must be profiles with
+    distinct names. ``None`` means "not set": inherited from the parent when used as a subagent.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    description: str = ""
+    instructions: str | Callable[..., Any] | None = None
+    model: str | Model | None = None
+    tools: tuple[Tool, ...] = ()
+    subagents: tuple[AgentProfile, ...] = ()
+    model_settings: dict[str, Any] | None = None
+    compaction: CompactionConfig | bool | None = None
+    max_turns: int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _check_tools(cls, value: Any) -> tuple[Tool, ...]:
+        if isinstance(value, Tool) or callable(value) or not isinstance(value, list | tuple):
+            raise ValueError("must be a list of tools")
+        tools: list[Tool] = []
+        for index, entry in enumerate(value):
+            if not (isinstance(entry, Tool) or callable(entry)):
+                raise ValueError(
+                    f"entry {index} is a {type(entry).__name__}, not a tool (define_tool(...) or a function)"
+                )
+            try:
+                tool = as_tool(entry, "profile")
+            except ConfigError as exc:
+                raise ValueError(f"entry {index}: {exc}") from None
+            if any(t.name == tool.name for t in tools):
+                raise ValueError(f"two tools are named {tool.name!r}")
+            tools.append(tool)
+        return tuple(tools)
+
+    @field_validator("subagents", mode="before")
+    @classmethod
+    def _check_subagents(cls, value: Any) -> tuple[AgentProfile, ...]:
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of profiles made by define_agent_profile")
+        names: set[str] = set()
+        for index, entry in enumerate(value):
+            if not isinstance(entry, AgentProfile):
+                raise ValueError(
+                    f"entry {index} is a {type(entry).__name__}, not a profile made by define_agent_profile"
+                )
+            if entry.name in names:
+                raise ValueError(f"two subagents are named {entry.name!r}")
+            names.add(entry.name)
+        return tuple(value)
+
+    @field_validator("model_settings")
+    @classmethod
+    def _check_settings(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return check_model_settings(value)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _check_model(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | Model):
+            raise ValueError(
+                f"must be a 'provider/model' string or a Model object, got {type(value).__name__}"
+            )
+        return value
+
+    @field_validator("compaction", mode="before")
+    @classmethod
+    def _check_compaction(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            try:
+                return CompactionConfig.model_validate(value)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                key = ".".join(str(p) for p in error["loc"])
+                raise ValueError(f"{key}: {error['msg']}") from None
+        if value is not None and not isinstance(value, bool | CompactionConfig):
+            raise ValueError("must be a CompactionConfig, a dict of its fields, or False to disable it")
+        return value
+
+    @field_validator("max_turns")
+    @classmethod
+    def _check_max_turns(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    def __repr__(self) -> str:
+        return f"AgentProfile({self.name!r})"
 
 
 class AgentConfig(BaseModel):
@@ -67,28 +218,11 @@ def parse_config(value: Any, agent: str) -> AgentConfig:
     if config.profile is not None:
         config = _apply_profile(config, config.profile)
     if config.model_settings:
-        config.model_settings = _settings(config.model_settings, agent)
+        try:
+            config.model_settings = check_model_settings(config.model_settings)
+        except ValueError as exc:
+            raise ConfigError(f"agent {agent!r}: config key 'model_settings': {exc}") from None
     return config
-
-
-def _settings(value: dict[str, Any], agent: str) -> dict[str, Any]:
-    """``model_settings`` checked against :class:`~pyflue.models.base.ModelSettings`: a misspelt or
-    mistyped setting fails here, not as a provider's HTTP 400 (or not at all) on the first prompt."""
-    from .models.base import ModelSettings, settings_adapter
-
-    unknown = [key for key in value if key not in ModelSettings.__optional_keys__]
-    if unknown:
-        known = ", ".join(sorted(ModelSettings.__optional_keys__))
-        raise ConfigError(
-            f"agent {agent!r}: config key 'model_settings': unknown setting {unknown[0]!r}; known: {known} "
-            "(provider-specific fields go in extra_body)"
-        )
-    try:
-        return dict(settings_adapter().validate_python(value))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"agent {agent!r}: config key 'model_settings': {where}: {error['msg']}") from None
 
 
 def _apply_profile(config: AgentConfig, profile: AgentProfile) -> AgentConfig:

@@ -2,19 +2,25 @@
 
 History stays consistent whatever happens: messages are kept at points where every tool call has
 its result (a turn is stored as one append), and a turn cut short by an abort or an error gets an
-error result for each call that has none.
+error result for each call that has none. An operation that fails before any answer leaves no trace
+in the history (the caller can simply retry); one that made progress keeps it.
+
+Compaction plugs in through :class:`CompactionHooks`; subagent tasks are tools (and join the running
+operation through :func:`current_turns`). The loop knows neither.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
+from ._clock import elapsed_ms
 from .errors import (
     ContextOverflowError,
     MaxTurnsError,
@@ -22,61 +28,98 @@ from .errors import (
     ToolError,
     error_payload,
 )
-from .events import Event
-from .models.base import (
-    Model,
-    ModelRequest,
-    ModelResponse,
-    ModelSettings,
-    ResponseBuilder,
-    TextDelta,
-    ThinkingDelta,
-    Usage,
-)
+from .model_calls import call_model
+from .models.base import Model, ModelRequest, ModelResponse, ModelSettings, Usage
 from .models.messages import AssistantMessage, TextPart, ToolCallPart, ToolResultPart, UserMessage
 from .output import OutputSpec, describe_error
+from .session import Operation, PromptResult, Session
 from .tools import Tool, ToolContext, tool_result_text
 
-if TYPE_CHECKING:
-    from .session import Session
+__all__ = ["CompactionHooks", "TurnPlan", "Turns", "current_turns", "run_turns"]
 
-__all__ = ["Turns", "call_model", "current_turns"]
-
-Emit = Callable[[str, dict[str, Any]], Event | None]
+_log = logging.getLogger("pyflue.loop")
 
 
-@dataclass(slots=True)
-class Turns:
-    """One operation's state as the loop runs it."""
+class CompactionHooks(Protocol):
+    """How compaction plugs into the loop (one object per operation; see :mod:`pyflue.compaction`).
 
-    session: Session
+    ``before_call`` may compact the history before a model call (and updates ``request.messages``);
+    ``on_overflow`` compacts after a provider ``ContextOverflowError`` and says whether a retry can
+    help; ``observe_usage`` records what the provider reported of the prompt's size.
+    """
+
+    async def before_call(self, turns: Turns, request: ModelRequest) -> None: ...
+    async def on_overflow(self, turns: Turns, request: ModelRequest) -> bool: ...
+    def observe_usage(self, turns: Turns, usage: Usage) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    """Everything one operation's loop runs with, decided before it starts."""
+
     model: Model
     instructions: str | None
-    tools: dict[str, Tool]
+    tools: Mapping[str, Tool]
     settings: ModelSettings
-    output: OutputSpec | None
-    max_turns: int
-    output_retries: int
-    emit: Emit
-    operation_id: str
-    stream: bool
+    output: OutputSpec | None = None
+    max_turns: int = 25
+    output_retries: int = 2
+    stream: bool = False
     tool_timeout: float | None = None
-    usage: Usage = field(default_factory=Usage)
-    new: list[UserMessage | AssistantMessage] = field(default_factory=list)
-    unsaved: list[UserMessage | AssistantMessage] = field(default_factory=list)
-    finish_reason: str = "stop"
-    compactor: Any = None  # pyflue.compaction.Compactor when the agent compacts
+    compaction: CompactionHooks | None = None
+    run_id: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class Turns:
+    """One operation's state as the loop runs it: the session, the operation (its ``emit``, id and
+    usage), the plan, and the messages it added."""
+
+    __slots__ = ("finish_reason", "new", "op", "plan", "session")
+
+    def __init__(self, session: Session, op: Operation, plan: TurnPlan) -> None:
+        self.session = session
+        self.op = op
+        self.plan = plan
+        self.new: list[UserMessage | AssistantMessage] = []
+        self.finish_reason = "stop"
+
+    @property
+    def model(self) -> Model:
+        return self.plan.model
+
+    @property
+    def usage(self) -> Usage:
+        """What the operation has spent so far."""
+        return self.op.usage
+
+    @property
+    def operation_id(self) -> str:
+        return self.op.operation_id
+
+    def emit(self, type: str, data: dict[str, Any]) -> Any:
+        return self.op.emit(type, data)
+
+    def spend(self, usage: Usage) -> None:
+        """Count ``usage`` (a model call, a summary, a joined task) in the operation's usage."""
+        self.op.usage = self.op.usage + usage
 
     def add(self, message: UserMessage | AssistantMessage) -> None:
-        self.session._history.append(message)
+        self.session.messages.add(message)
         self.new.append(message)
-        self.unsaved.append(message)
 
-    async def save(self) -> None:
-        """Append the unsaved messages as one batch; on failure they stay unsaved (see _settle)."""
-        if self.unsaved:
-            await self.session.harness.store.append(self.session.key, self.unsaved)
-            self.unsaved = []
+    async def settle(self) -> None:
+        """After a failure: an operation that got no answer leaves no trace in the history; one that
+        made progress keeps it, tool calls all answered. If the store cannot take that progress
+        either, memory drops it too: memory never holds messages the store does not."""
+        history = self.session.messages
+        if any(isinstance(m, AssistantMessage) for m in self.new):
+            try:
+                await history.save()
+                return
+            except Exception:
+                _log.exception("could not store the progress of a failed operation on %r", self.session)
+        history.discard(history.pending or self.new)
 
     async def run(self, prompt: UserMessage) -> tuple[str, Any]:
         """Run to the final answer; returns ``(text, typed output or None)``."""
@@ -88,37 +131,40 @@ class Turns:
 
     async def _run(self, prompt: UserMessage) -> tuple[str, Any]:
         self.add(prompt)
-        native = self.output is not None and getattr(self.model, "output_mode", "prompted") == "native"
-        instructions = self.instructions
-        if self.output is not None and not native:
-            instructions = (
-                f"{instructions}\n\n{self.output.prompt()}" if instructions else self.output.prompt()
-            )
-        definitions = [tool.definition for tool in self.tools.values()]
+        plan = self.plan
+        output = plan.output
+        native = (
+            output is not None and getattr(plan.model, "output_mode", "prompted") == "native"
+        )  # until the Model protocol declares it
+        instructions = plan.instructions
+        if output is not None and not native:
+            instructions = f"{instructions}\n\n{output.prompt()}" if instructions else output.prompt()
+        definitions = [tool.definition for tool in plan.tools.values()]
+        history = self.session.messages
         repairs = 0
-        for _ in range(self.max_turns):
+        for _ in range(plan.max_turns):
             request = ModelRequest(
-                list(self.session._history),
+                history.snapshot(),
                 instructions,
                 definitions,
-                self.settings,
-                self.output.schema if native and self.output is not None else None,
+                plan.settings,
+                output.schema if native and output is not None else None,
             )
             response = await self._call_model(request)
             self.add(response.message())
             calls = response.tool_calls
             if calls:
                 self.add(UserMessage(await self._run_tools(calls)))  # type: ignore[arg-type]
-                await self.save()
+                await history.save()
                 continue
-            await self.save()
+            await history.save()
             text = response.text
-            if self.output is None:
+            if output is None:
                 return text, None
             try:
-                return text, self.output.parse(text)
+                return text, output.parse(text)
             except ValueError as exc:
-                if repairs >= self.output_retries:
+                if repairs >= plan.output_retries:
                     raise OutputValidationError(
                         f"the model's output failed validation after {repairs} repair(s): "
                         f"{describe_error(exc)}"
@@ -135,27 +181,28 @@ class Turns:
                     )
                 )
         raise MaxTurnsError(
-            f"no final answer after max_turns={self.max_turns} model calls; "
+            f"no final answer after max_turns={plan.max_turns} model calls; "
             "raise max_turns or simplify the task"
         )
 
     async def _call_model(self, request: ModelRequest) -> ModelResponse:
-        if self.compactor is not None:
-            await self.compactor.before_call(self, request)
+        hooks = self.plan.compaction
+        if hooks is not None:
+            await hooks.before_call(self, request)
         try:
             return await self._model_call(request)
         except ContextOverflowError:
-            if self.compactor is None or not await self.compactor.on_overflow(self, request):
+            if hooks is None or not await hooks.on_overflow(self, request):
                 raise
             return await self._model_call(request)
 
     async def _model_call(self, request: ModelRequest) -> ModelResponse:
-        stream = self.stream or self.session.harness.bus.active
-        response = await call_model(self.model, request, self.emit, stream=stream)
-        self.usage = self.usage + response.usage
+        stream = self.plan.stream or self.session.harness.bus.active
+        response = await call_model(self.plan.model, request, self.op.emit, stream=stream)
+        self.spend(response.usage)
         self.finish_reason = response.finish_reason
-        if self.compactor is not None:
-            self.compactor.observe_usage(self, response.usage)
+        if self.plan.compaction is not None:
+            self.plan.compaction.observe_usage(self, response.usage)
         return response
 
     async def _run_tools(self, calls: list[ToolCallPart]) -> list[ToolResultPart]:
@@ -185,36 +232,37 @@ class Turns:
         return [r for r in results if r is not None]
 
     async def _run_tool(self, call: ToolCallPart) -> ToolResultPart:
-        emit = self.emit
+        emit = self.op.emit
+        plan = self.plan
         emit("tool_start", {"tool": call.name, "call_id": call.id, "args": call.args})
         started = time.perf_counter()
-        tool = self.tools.get(call.name)
+        tool = plan.tools.get(call.name)
         try:
             if tool is None:
-                known = ", ".join(self.tools) or "none"
+                known = ", ".join(plan.tools) or "none"
                 raise ToolError(f"unknown tool {call.name!r}; available tools: {known}")
-            harness = self.session.harness
+            session = self.session
             ctx = (
                 ToolContext(
-                    harness.name,
-                    harness.id,
-                    self.session.id,
-                    self.operation_id,
+                    session.harness.name,
+                    session.harness.id,
+                    session.id,
+                    self.op.operation_id,
                     call.id,
-                    harness.run_id,
-                    harness.context.env,
-                    self.session,
+                    plan.run_id,
+                    plan.env,
+                    session,
                 )
                 if tool.takes_ctx
                 else None
             )
-            value = await tool.call(call.args, ctx, self.tool_timeout)
+            value = await tool.call(call.args, ctx, plan.tool_timeout)
             content = tool_result_text(value)
         except BaseException as exc:
             error = error_payload(exc)
             emit(
                 "tool_end",
-                {"tool": call.name, "call_id": call.id, "error": error, "duration_ms": _ms(started)},
+                {"tool": call.name, "call_id": call.id, "error": error, "duration_ms": elapsed_ms(started)},
             )
             if not isinstance(exc, Exception):  # cancelled (abort, run cancel): the call still ends
                 raise
@@ -226,7 +274,7 @@ class Turns:
             return ToolResultPart(call.id, call.name, message, True)
         emit(
             "tool_end",
-            {"tool": call.name, "call_id": call.id, "result": content, "duration_ms": _ms(started)},
+            {"tool": call.name, "call_id": call.id, "result": content, "duration_ms": elapsed_ms(started)},
         )
         return ToolResultPart(call.id, call.name, content)
 
@@ -241,48 +289,15 @@ def current_turns() -> Turns | None:
     return _current.get()
 
 
-async def call_model(model: Model, request: ModelRequest, emit: Emit, *, stream: bool) -> ModelResponse:
-    """One model call, reported as every caller reports it: ``model_start``; with ``stream`` the
-    provider's stream, each text/thinking delta an event; then ``model_end`` with the usage, or with
-    the error. The response's usage always counts its request."""
-    emit(
-        "model_start",
-        {"provider": model.provider, "model": model.model_name, "settings": dict(request.settings)},
-    )
-    started = time.perf_counter()
+async def run_turns(session: Session, op: Operation, plan: TurnPlan, prompt: UserMessage) -> PromptResult:
+    """Run ``prompt`` on ``session`` as the body of operation ``op`` to the final answer. On failure
+    the history is settled (see :meth:`Turns.settle`) before the error propagates."""
+    turns = Turns(session, op, plan)
     try:
-        if stream:
-            builder = ResponseBuilder()
-            async with model.stream(request) as events:
-                async for event in events:
-                    builder.add(event)
-                    if type(event) is TextDelta:
-                        emit("text_delta", {"text": event.text})
-                    elif type(event) is ThinkingDelta and event.text:
-                        emit("thinking_delta", {"text": event.text})
-            response = builder.build()
-        else:
-            response = await model.request(request)
-    except BaseException as exc:
-        emit("model_end", {"error": error_payload(exc), "duration_ms": _ms(started)})
+        text, output = await turns.run(prompt)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await turns.settle()
         raise
-    usage = response.usage
-    if usage.requests == 0:
-        response.usage = Usage(
-            usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens, 1
-        )
-    emit(
-        "model_end",
-        {
-            "response_id": response.response_id,
-            "response_model": response.model or model.model_name,
-            "finish_reason": response.finish_reason,
-            "usage": response.usage.to_dict(),
-            "duration_ms": _ms(started),
-        },
-    )
-    return response
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
+    op.text = text
+    return PromptResult(text, op.usage, op.operation_id, turns.new, turns.finish_reason, output)

@@ -1,42 +1,45 @@
-"""Sessions: one conversation of an agent instance, and the operations run on it.
+"""Sessions: one conversation of an agent instance, and the lifecycle every operation on it shares.
 
-Operations on one session run one at a time in arrival order (a FIFO lock shared by every harness of
-the process); different sessions run concurrently. ``abort()`` cancels the operation in flight on
-this session only (queued operations go on) and leaves the history consistent.
+Operations on one session (prompts, streams, tasks, compactions, dispatched input) run one at a time
+in arrival order (a FIFO turn shared by every harness of the process, :mod:`pyflue._gates`);
+different sessions run concurrently. Each is an *operation* with its own id: it waits its turn,
+emits ``operation_start`` / ``operation_end``, and ``abort()`` cancels the one in flight on this
+session only (queued operations go on), leaving the history consistent.
+
+A session does not know how to prompt: the agent instance that owns it (its *harness*, the
+:class:`SessionOwner`) runs the turn loop, tasks and compaction on it. That keeps this module below
+them: they use a session's history and operation lifecycle, and the session hands work up to its
+owner through that declared protocol.
 """
 
 from __future__ import annotations
 
 import contextvars
-import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
+from anyio.abc import TaskGroup
 
+from ._clock import elapsed_ms
 from ._gates import session_turn
 from .errors import AbortedError, ConfigError, error_payload
-from .events import Event, reset_sink, set_sink
+from .events import Event, EventBus, reset_sink, set_sink
+from .history import History
 from .ids import new_operation_id
-from .loop import Emit, Turns
+from .model_calls import Emit
 from .models.base import Model, ModelSettings, Usage
-from .models.messages import AssistantMessage, ImagePart, TextPart, UserMessage, user_parts
-from .models.registry import resolve_model
-from .output import output_spec
-from .stores.base import SessionKey
+from .models.messages import AssistantMessage, ImagePart, TextPart, UserMessage
+from .runtime import current_runtime
+from .stores.base import SessionKey, StoredMessage
 
-if TYPE_CHECKING:
-    from .agent import AgentHarness
-
-__all__ = ["PromptResult", "PromptStream", "Session"]
-
-_log = logging.getLogger("pyflue.session")
+__all__ = ["Operation", "PromptResult", "PromptStream", "Session", "SessionOwner", "describe_input"]
 
 
 @dataclass(slots=True)
@@ -54,31 +57,69 @@ class PromptResult:
         return self.text
 
 
+@dataclass(slots=True)
+class Operation:
+    """An operation in flight: its correlated ``emit``, its id, what it has spent so far (reported
+    by ``operation_end`` whatever the outcome), and the ``text`` its end reports."""
+
+    emit: Emit
+    operation_id: str
+    usage: Usage = field(default_factory=Usage)
+    text: str | None = None
+
+
+class SessionOwner(Protocol):
+    """What a session needs of the agent instance it belongs to; the harness implements it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def bus(self) -> EventBus: ...
+
+    async def run_prompt(
+        self,
+        session: Session,
+        input: str | list[Any],
+        *,
+        result: Any,
+        model: str | Model | None,
+        model_settings: ModelSettings | None,
+        stream: bool,
+    ) -> PromptResult: ...
+
+    async def run_task(
+        self, session: Session, input: str | list[Any], *, agent: str | None, result: Any
+    ) -> PromptResult: ...
+
+    async def run_compaction(
+        self, session: Session, keep_recent: int | None, instructions: str | None
+    ) -> Any: ...
+
+
 class Session:
     """A conversation: its history, and ``prompt`` / ``stream`` / ``task`` / ``compact`` / ``abort``."""
 
-    __slots__ = ("_abort_reason", "_history", "_scope", "harness", "id", "key", "operation_id")
+    __slots__ = ("_abort_reason", "_scope", "harness", "id", "key", "messages", "operation_id")
 
-    def __init__(
-        self,
-        harness: AgentHarness,
-        session_id: str,
-        history: list[UserMessage | AssistantMessage],
-        key: SessionKey | None = None,
-    ) -> None:
+    def __init__(self, harness: SessionOwner, session_id: str, messages: History) -> None:
         self.harness = harness
         self.id = session_id
-        #: The store key; the harness passes the one object its registry and the store also keep.
-        self.key = key or SessionKey(harness.name, harness.id, session_id)
-        self._history = history
+        #: The live history, shared by every session object of this stored session. Operations
+        #: write through it while they hold the session's turn.
+        self.messages = messages
+        #: The store key (the one object the history and the store also keep).
+        self.key: SessionKey = messages.key
         self._scope: anyio.CancelScope | None = None
         self._abort_reason: str | None = None
-        self.operation_id: str | None = None  # the operation in flight (tasks use it as parent_id)
+        #: The operation in flight, or None (tasks use it as their parent_id).
+        self.operation_id: str | None = None
 
     @property
-    def history(self) -> list[UserMessage | AssistantMessage]:
+    def history(self) -> list[StoredMessage]:
         """A copy of the messages so far."""
-        return list(self._history)
+        return self.messages.snapshot()
 
     def __repr__(self) -> str:
         return f"Session({self.harness.name!r}, {self.harness.id!r}, {self.id!r})"
@@ -95,7 +136,9 @@ class Session:
     ) -> PromptResult:
         """Send ``input`` (text, or a list of text/image parts) and run the turn loop to the answer.
         With ``result=`` a type, ``.output`` is the validated value."""
-        return await self._operate("prompt", input, result, model, model_settings, stream=False)
+        return await self.harness.run_prompt(
+            self, input, result=result, model=model, model_settings=model_settings, stream=False
+        )
 
     def stream(
         self,
@@ -113,15 +156,11 @@ class Session:
         self, input: str | list[Any], *, agent: str | None = None, result: Any = None
     ) -> PromptResult:
         """Delegate to a subagent in a fresh child session (see :mod:`pyflue.tasks`)."""
-        from .tasks import run_task
-
-        return await run_task(self, input, agent=agent, result=result)
+        return await self.harness.run_task(self, input, agent=agent, result=result)
 
     async def compact(self, keep_recent: int | None = None, instructions: str | None = None) -> Any:
         """Summarise older messages now (see :mod:`pyflue.compaction`)."""
-        from .compaction import compact_session
-
-        return await compact_session(self, keep_recent=keep_recent, instructions=instructions)
+        return await self.harness.run_compaction(self, keep_recent, instructions)
 
     async def abort(self, reason: str = "aborted") -> bool:
         """Cancel this session's operation in flight; False when none is running."""
@@ -131,173 +170,111 @@ class Session:
         self._scope.cancel()
         return True
 
-    async def _operate(
+    # -- the public history API --------------------------------------------------------------------
+
+    async def append(self, messages: Sequence[StoredMessage]) -> None:
+        """Add messages to the history (stored first), taking the session's turn like an operation."""
+        async with self._turn():
+            await self.messages.append(list(messages))
+
+    async def replace(self, messages: Sequence[StoredMessage]) -> None:
+        """Replace the whole history atomically, taking the session's turn like an operation."""
+        async with self._turn():
+            await self.messages.replace(list(messages))
+
+    def holds_turn(self) -> bool:
+        """Whether the calling code runs inside an operation of this stored session (a tool or a
+        task of it): such code must not wait for the session's turn, which it already holds."""
+        return (id(self.messages.store), self.key) in _held.get()
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self.holds_turn():
+            raise ConfigError(
+                "a session's history cannot be changed from inside its own running operation "
+                "(it would wait for itself)"
+            )
+        async with session_turn((id(self.messages.store), self.key)):
+            yield
+
+    # -- the operation lifecycle -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def operation(
         self,
         kind: str,
-        input: str | list[Any],
-        result: Any,
-        model: str | Model | None,
-        model_settings: ModelSettings | None,
+        input: Any,
         *,
-        stream: bool,
         parent_id: str | None = None,
         operation_id: str | None = None,
-    ) -> PromptResult:
-        harness = self.harness
-        config = harness.config
-        parts = user_parts(input)
-        spec = output_spec(result) if result is not None else None
-        if spec is not None and spec.schema.name in harness.tools:
-            raise ConfigError(
-                f"agent {harness.name!r}: a tool is named {spec.schema.name!r}, the name typed output uses; "
-                "rename the tool to ask for result=..."
-            )
-        chosen = resolve_model(model, harness.context.env) if model is not None else harness.model
-        settings: ModelSettings = {**config.model_settings, **(model_settings or {})}  # type: ignore[typeddict-item]
-        turns: Turns | None = None
-
-        def usage() -> Usage:
-            return turns.usage if turns is not None else Usage()
-
-        async def settle() -> None:
-            if turns is not None:
-                await self._settle(turns)
-
-        async with operation(
-            self, kind, _describe(input), usage, parent_id=parent_id, operation_id=operation_id, settle=settle
-        ) as op:
-            turns = Turns(
-                self,
-                chosen,
-                harness.instructions(),
-                _tools_of(self),
-                settings,
-                spec,
-                config.max_turns,
-                config.output_retries,
-                op.emit,
-                op.operation_id,
-                stream,
-                config.tool_timeout,
-            )
-            turns.compactor = _compactor_of(self)
-            text, output = await turns.run(UserMessage(parts))
-            op.text = text
-        return PromptResult(text, turns.usage, op.operation_id, turns.new, turns.finish_reason, output)
-
-    async def _settle(self, turns: Turns) -> None:
-        """After a failure: an operation that got no answer leaves no trace in the history (the
-        caller can simply retry); one that made progress keeps it, tool calls all answered. If the
-        store cannot take that progress either, memory drops it too: memory never holds messages
-        the store does not (the operation's own error is what the caller sees)."""
-        if any(isinstance(m, AssistantMessage) for m in turns.new):
+    ) -> AsyncIterator[Operation]:
+        """The lifecycle every operation on a session shares (prompt, stream, task, compact,
+        dispatch): it waits its turn, emits ``operation_start`` / ``operation_end`` (with the
+        operation's ``usage`` and the body's ``text``), and makes :meth:`abort` cancel the body:
+        then ``abort`` is emitted, the end says ``aborted`` and ``AbortedError`` is raised. A body
+        that fails settles its own history before the error reaches this lifecycle."""
+        bus = self.harness.bus
+        op_id = operation_id or new_operation_id()
+        emit: Emit = partial(
+            bus.emit,
+            agent=self.harness.name,
+            instance_id=self.harness.id,
+            session_id=self.id,
+            operation_id=op_id,
+            parent_id=parent_id,
+        )
+        op = Operation(emit, op_id)
+        turn = (id(self.messages.store), self.key)
+        async with session_turn(turn):
+            held = _held.set(_held.get() | {turn})
             try:
-                await turns.save()
-                return
-            except Exception:
-                _log.exception("could not store the progress of a failed operation on %r", self)
-        # By identity: an equal message sent earlier must stay.
-        dropped = {id(m) for m in turns.unsaved} if turns.unsaved else {id(m) for m in turns.new}
-        self._history[:] = [m for m in self._history if id(m) not in dropped]
-        turns.unsaved.clear()
+                started = time.perf_counter()
+                async with bus.delivering():
+                    emit("operation_start", {"kind": kind, "input": input})
+                    with anyio.CancelScope() as scope:
+                        self._scope, self._abort_reason, self.operation_id = scope, None, op_id
+                        try:
+                            yield op
+                        except BaseException as exc:
+                            self._scope = self.operation_id = None
+                            if not (scope.cancel_called and self._abort_reason is not None):
+                                cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+                                emit(
+                                    "operation_end",
+                                    _end("cancelled" if cancelled else "failed", op, started, exc),
+                                )
+                                raise
+                    self._scope = self.operation_id = None
+                    if scope.cancel_called and self._abort_reason is not None:
+                        reason = self._abort_reason
+                        emit("abort", {"reason": reason})
+                        error = AbortedError(f"operation {op_id} was aborted: {reason}")
+                        emit("operation_end", _end("aborted", op, started, error))
+                        raise error
+                    data = _end("completed", op, started, None)
+                    if op.text is not None:
+                        data["text"] = op.text
+                    emit("operation_end", data)
+            finally:
+                _held.reset(held)
 
 
-@dataclass(slots=True)
-class Operation:
-    """An operation in flight: its correlated ``emit``, its id, and the ``text`` its end reports."""
-
-    emit: Emit
-    operation_id: str
-    text: str | None = None
+#: The session turns the calling code holds: an operation's body (and the tools and tasks it runs)
+#: holds its session's turn, so it must not wait for that turn again.
+_held: contextvars.ContextVar[frozenset[tuple[int, SessionKey]]] = contextvars.ContextVar(
+    "pyflue_held_turns", default=frozenset()
+)
 
 
-@asynccontextmanager
-async def operation(
-    session: Session,
-    kind: str,
-    input: Any,
-    usage: Callable[[], Usage],
-    *,
-    parent_id: str | None = None,
-    operation_id: str | None = None,
-    settle: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[Operation]:
-    """The lifecycle every operation on a session shares (prompt, stream, task, compact): it waits
-    its turn, emits ``operation_start`` / ``operation_end`` (with ``usage()`` and the body's
-    ``text``), and makes ``session.abort()`` cancel the body: then ``abort`` is emitted, the end says
-    ``aborted`` and ``AbortedError`` is raised. ``settle`` runs (shielded) when the body fails."""
-    harness = session.harness
-    bus = harness.bus
-    op_id = operation_id or new_operation_id()
-    emit: Emit = partial(
-        bus.emit,
-        agent=harness.name,
-        instance_id=harness.id,
-        session_id=session.id,
-        operation_id=op_id,
-        parent_id=parent_id,
-    )
-    op = Operation(emit, op_id)
-    async with session_turn((id(harness.store), session.key)):
-        started = time.perf_counter()
-        async with bus.delivering():
-            emit("operation_start", {"kind": kind, "input": input})
-            with anyio.CancelScope() as scope:
-                session._scope, session._abort_reason, session.operation_id = scope, None, op_id
-                try:
-                    yield op
-                except BaseException as exc:
-                    session._scope = session.operation_id = None
-                    aborted = scope.cancel_called and session._abort_reason is not None
-                    with anyio.CancelScope(shield=True):
-                        if settle is not None:
-                            await settle()
-                    if not aborted:
-                        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-                        emit(
-                            "operation_end",
-                            _end("cancelled" if cancelled else "failed", usage(), started, exc),
-                        )
-                        raise
-            session._scope = session.operation_id = None
-            if scope.cancel_called and session._abort_reason is not None:
-                reason = session._abort_reason
-                emit("abort", {"reason": reason})
-                error = AbortedError(f"operation {op_id} was aborted: {reason}")
-                emit("operation_end", _end("aborted", usage(), started, error))
-                raise error
-            data = _end("completed", usage(), started, None)
-            if op.text is not None:
-                data["text"] = op.text
-            emit("operation_end", data)
-
-
-def _tools_of(session: Session) -> dict[str, Any]:
-    tools = session.harness.tools
-    task_tool = getattr(session.harness, "task_tool", None)
-    if task_tool is not None:
-        return {**tools, task_tool.name: task_tool}
-    return tools
-
-
-def _compactor_of(session: Session) -> Any:
-    factory = getattr(session.harness, "compactor", None)
-    return factory() if callable(factory) else None
-
-
-def _end(status: str, usage: Usage, started: float, exc: BaseException | None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "status": status,
-        "usage": usage.to_dict(),
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
+def _end(status: str, op: Operation, started: float, exc: BaseException | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": status, "usage": op.usage.to_dict(), "duration_ms": elapsed_ms(started)}
     if exc is not None:
         data["error"] = error_payload(exc)
     return data
 
 
-def _describe(input: str | list[Any]) -> Any:
-    """The operation's input as JSON-friendly data (image bytes summarised, not copied)."""
+def describe_input(input: str | list[Any]) -> Any:
+    """An operation's input as JSON-friendly data (image bytes summarised, not copied)."""
     if isinstance(input, str):
         return input
     out: list[Any] = []
@@ -313,9 +290,14 @@ def _describe(input: str | list[Any]) -> Any:
 
 class PromptStream:
     """The events of one streamed operation, then its :class:`PromptResult` (also kept as
-    ``.result``). Iterate it directly — breaking out early cancels the operation — or use
-    ``async with session.stream(...) as events``, whose exit also waits until a cancelled operation
-    has wound down (its history settled, its ``operation_end`` emitted)."""
+    ``.result``).
+
+    ``async with session.stream(...) as events`` runs the operation in a task group of that block:
+    leaving it cancels an unfinished operation and waits until it has wound down (history settled,
+    ``operation_end`` emitted). Iterated directly (``async for event in session.stream(...)``), the
+    operation runs in the current :class:`~pyflue.runtime.Runtime`'s task group, and breaking out
+    early cancels it.
+    """
 
     def __init__(
         self,
@@ -330,15 +312,17 @@ class PromptStream:
         self._queue: deque[Event | PromptResult | BaseException | None] = deque()
         self._wake: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
-        self._done: anyio.Event | None = None
+        self._done = anyio.Event()
+        self._group: TaskGroup | None = None
 
-    def _start(self) -> None:
+    def _producer(self) -> Any:
         if self._scope is not None:
             raise ConfigError("a PromptStream runs once")
         session, input, result, model, settings = self._args
         queue = self._queue
         scope = self._scope = anyio.CancelScope()
-        done = self._done = anyio.Event()
+        done = self._done
+        caller = contextvars.copy_context()  # the caller's context (trace, runtime), not the group's
 
         def put(item: Event | PromptResult | BaseException | None) -> None:
             queue.append(item)
@@ -346,10 +330,16 @@ class PromptStream:
                 self._wake.set()
 
         async def produce() -> None:
+            for var, value in caller.items():
+                var.set(value)
             token = set_sink(put)
             try:
                 with scope:
-                    put(await session._operate("prompt", input, result, model, settings, stream=True))
+                    put(
+                        await session.harness.run_prompt(
+                            session, input, result=result, model=model, model_settings=settings, stream=True
+                        )
+                    )
             except Exception as exc:
                 put(exc)
             finally:
@@ -357,7 +347,7 @@ class PromptStream:
                 put(None)  # end of stream
                 done.set()
 
-        _spawn(produce)
+        return produce
 
     def _stop(self) -> None:
         """Cancel the operation unless it finished (safe from any task of the event loop)."""
@@ -365,23 +355,27 @@ class PromptStream:
             self._scope.cancel()
 
     async def __aenter__(self) -> PromptStream:
-        self._start()
+        produce = self._producer()
+        group = self._group = anyio.create_task_group()
+        await group.__aenter__()
+        group.start_soon(produce)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    ) -> bool | None:
         self._stop()
-        if self._done is not None:
-            with anyio.CancelScope(shield=True):
-                await self._done.wait()
+        group, self._group = self._group, None
+        if group is None:
+            return None
+        return await group.__aexit__(exc_type, exc, tb)
 
     def __aiter__(self) -> AsyncIterator[Event | PromptResult]:
         return self._items(own=self._scope is None)
 
     async def _items(self, own: bool) -> AsyncIterator[Event | PromptResult]:
         if own:
-            self._start()
+            await current_runtime().start_soon(self._producer())
         queue = self._queue
         try:
             while True:
@@ -404,26 +398,3 @@ class PromptStream:
                 # No await here: after a ``break`` the event loop finalises this generator in a task
                 # of its own, where the operation can be cancelled but not waited for.
                 self._stop()
-
-
-_tasks: set[Any] = set()
-
-
-def _spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``function`` in a task of its own (in a copy of the caller's context), outside the
-    caller's task groups: a stream abandoned by ``break`` is finalised by the event loop in another
-    task, where a task group entered by the consumer could never be left. The stream cancels the
-    task itself; the event loop cancels it at shutdown."""
-    import asyncio
-
-    context = contextvars.copy_context()
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio: trio
-        import trio
-
-        trio.lowlevel.spawn_system_task(function, context=context)
-        return
-    task = loop.create_task(function(), context=context)
-    _tasks.add(task)  # the loop keeps only weak references to tasks
-    task.add_done_callback(_tasks.discard)

@@ -37,39 +37,70 @@ Depth is limited by ``max_task_depth`` (default 3): a task at a deeper level rai
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import anyio
 from pydantic_core import to_jsonable_python
 
-from .agent import AgentHarness
+from ._clock import elapsed_ms
+from .config import AgentConfig, AgentProfile
 from .errors import AbortedError, ConfigError, TaskDepthError, error_payload
-from .events import Event
 from .ids import new_operation_id
 from .loop import current_turns
-from .models.base import Model, ModelRequest, Usage
+from .model_calls import Emit
+from .models.base import Model, Usage
 from .models.messages import AssistantMessage, TextPart, UserMessage, user_parts
 from .models.registry import resolve_model
-from .profiles import AgentProfile, find_profile
+from .profiles import find_profile
+from .session import Operation, PromptResult, Session, describe_input
 from .tools import Tool, ToolContext, define_tool
 
-if TYPE_CHECKING:
-    from .config import AgentConfig
-    from .loop import Turns
-    from .session import PromptResult, Session
-
-__all__ = ["run_task", "same_session", "side_operation", "task_tool"]
-
-T = TypeVar("T")
-Emit = Callable[[str, dict[str, Any]], Event | None]
+__all__ = ["TaskParent", "run_task", "task_tool"]
 
 TASK_TOOL = "task"
 
 
+class TaskParent(Protocol):
+    """What a task needs of the agent instance that delegates (the harness implements it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def config(self) -> AgentConfig: ...
+    @property
+    def model(self) -> Model: ...
+    @property
+    def tools(self) -> Mapping[str, Tool]: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+    def child(self, config: AgentConfig, model: Model, depth: int) -> TaskParent:
+        """A child instance for one task: same store, bus and context, its own config."""
+        ...
+
+    async def session(self, session_id: str = "default") -> Session: ...
+
+    async def operate(
+        self,
+        session: Session,
+        kind: str,
+        input: str | list[Any],
+        *,
+        result: Any = None,
+        parent_id: str | None = None,
+        operation_id: str | None = None,
+        started: Callable[[Operation], None] | None = None,
+    ) -> PromptResult:
+        """Run ``input`` through the turn loop as an operation of ``kind`` on ``session``;
+        ``started`` is handed the operation as it begins (to read what it spent if it fails)."""
+        ...
+
+
 async def run_task(
+    harness: TaskParent,
     session: Session,
     input: str | list[Any],
     *,
@@ -77,15 +108,14 @@ async def run_task(
     result: Any = None,
     call_id: str | None = None,
 ) -> PromptResult:
-    """Run ``input`` as a task of ``session`` (see the module docs); returns the child's
-    :class:`~pyflue.session.PromptResult` (typed ``.output`` when ``result=`` is a type).
+    """Run ``input`` as a task of ``session`` (an instance of ``harness``; see the module docs);
+    returns the child's :class:`~pyflue.session.PromptResult` (typed ``.output`` when ``result=``).
 
     Raises ``UnknownAgentError`` (listing the available subagents) for an unknown ``agent``,
     ``TaskDepthError`` past ``max_task_depth``, and whatever the child's operation raised.
     ``call_id`` names the tool call that started the task (the built-in ``task`` tool passes it), so
     ``task_start`` links the task to that call explicitly.
     """
-    harness = session.harness
     profile = find_profile(harness.config.subagents, agent, harness.name) if agent is not None else None
     depth = harness.depth + 1
     if depth > harness.config.max_task_depth:
@@ -95,113 +125,113 @@ async def run_task(
         )
     user_parts(input)  # a malformed input fails here, before any event
     running = current_turns()
-    if running is not None and same_session(running.session, session):
-        return await _joined(running, profile, input, result, call_id)
-
-    async def body(emit: Emit, operation_id: str, spent: Spent) -> tuple[PromptResult, str | None]:
-        child = await _child(session, profile, depth, None, operation_id, emit, input, result, spent)
-        await _record(session, profile, input, child)
-        return child, child.text
-
-    return await side_operation(session, "task", _describe(input, agent), body)
-
-
-async def _joined(
-    running: Turns, profile: AgentProfile | None, input: str | list[Any], result: Any, call_id: str | None
-) -> PromptResult:
-    """A task started by a tool: part of the running operation, its usage rolled up into it."""
-    spent = Spent()
-    harness = running.session.harness
-    try:
+    if running is not None and running.session.messages is session.messages:
         return await _child(
-            running.session,
-            profile,
-            harness.depth + 1,
+            harness,
             running.model,
             running.operation_id,
             running.emit,
-            input,
-            result,
-            spent,
-            call_id,
+            running.spend,
+            _Task(profile, depth, input, result, call_id),
         )
-    finally:
-        running.usage = running.usage + spent.usage
+
+    async with session.operation("task", {"agent": agent, "input": describe_input(input)}) as op:
+
+        def spend(usage: Usage) -> None:
+            op.usage = op.usage + usage
+
+        child = await _child(
+            harness, None, op.operation_id, op.emit, spend, _Task(profile, depth, input, result, None)
+        )
+        await _record(session, profile, input, child)
+        op.text = child.text
+    return child
+
+
+class _Task:
+    """One task to run: the subagent (None: the parent's own config), its depth, the input, the
+    result type, and the tool call that started it."""
+
+    __slots__ = ("call_id", "depth", "input", "profile", "result")
+
+    def __init__(
+        self,
+        profile: AgentProfile | None,
+        depth: int,
+        input: str | list[Any],
+        result: Any,
+        call_id: str | None,
+    ) -> None:
+        self.profile = profile
+        self.depth = depth
+        self.input = input
+        self.result = result
+        self.call_id = call_id
 
 
 async def _child(
-    parent: Session,
-    profile: AgentProfile | None,
-    depth: int,
+    harness: TaskParent,
     parent_model: Model | None,
     parent_operation: str,
     emit: Emit,
-    input: str | list[Any],
-    result: Any,
-    spent: Spent,
-    call_id: str | None = None,
+    spend: Callable[[Usage], None],
+    task: _Task,
 ) -> PromptResult:
     """Run the child operation, reporting ``task_start`` / ``task_end`` through ``emit`` (the parent
-    operation's correlation) and its usage in ``spent`` whatever the outcome."""
-    harness = parent.harness
+    operation's correlation) and its usage through ``spend`` whatever the outcome."""
+    profile = task.profile
     if profile is not None and profile.model is not None:
         model = _profile_model(harness, profile)
     else:
         model = parent_model or harness.model  # the model the parent runs with
-    child_harness = _TaskHarness(
-        name=harness.name,
-        instance_id=harness.id,
-        config=_child_config(harness.config, profile),
-        model=model,
-        store=harness.store,
-        bus=harness.bus,
-        context=harness.context,
-        depth=depth,
-    )
+    child_harness = harness.child(_child_config(harness.config, profile), model, task.depth)
     task_id = new_operation_id()
     name = profile.name if profile is not None else None
     start: dict[str, Any] = {"agent": name, "task_operation_id": task_id}
-    if call_id is not None:
-        start["call_id"] = call_id
+    if task.call_id is not None:
+        start["call_id"] = task.call_id
     emit("task_start", start)
     started = time.perf_counter()
+    operations: list[Operation] = []
     try:
         child = await child_harness.session(f"task:{task_id}")
-        res = await child._operate(
-            "task", input, result, None, None, stream=False, parent_id=parent_operation, operation_id=task_id
+        res = await child_harness.operate(
+            child,
+            "task",
+            task.input,
+            result=task.result,
+            parent_id=parent_operation,
+            operation_id=task_id,
+            started=operations.append,
         )
     except BaseException as exc:
-        spent.usage = child_harness.usage()
+        usage = operations[0].usage if operations else Usage()
+        spend(usage)
         emit(
             "task_end",
             {
                 "agent": name,
                 "task_operation_id": task_id,
                 "status": _status(exc),
-                "usage": spent.usage.to_dict(),
+                "usage": usage.to_dict(),
                 "error": error_payload(exc),
-                "duration_ms": _ms(started),
+                "duration_ms": elapsed_ms(started),
             },
         )
         raise
-    spent.usage = res.usage
+    spend(res.usage)
     data: dict[str, Any] = {
         "agent": name,
         "task_operation_id": task_id,
         "status": "completed",
         "text": res.text,
         "usage": res.usage.to_dict(),
-        "duration_ms": _ms(started),
+        "duration_ms": elapsed_ms(started),
     }
-    if result is not None:
+    if task.result is not None:
         data["result"] = to_jsonable_python(res.output, fallback=str)
     emit("task_end", data)
     return res
-
-
-def same_session(a: Session, b: Session) -> bool:
-    """Whether two session objects are one stored session (two harnesses of one instance share it)."""
-    return a is b or (a.harness.store is b.harness.store and a.key == b.key)
 
 
 def _status(exc: BaseException) -> str:
@@ -234,10 +264,10 @@ def _child_config(parent: AgentConfig, profile: AgentProfile | None) -> AgentCon
     )
 
 
-def _profile_model(harness: AgentHarness, profile: AgentProfile) -> Model:
+def _profile_model(harness: TaskParent, profile: AgentProfile) -> Model:
     """The profile's own model (providers share one pooled HTTP client, so resolving is cheap)."""
     try:
-        return resolve_model(profile.model, harness.context.env)
+        return resolve_model(profile.model, harness.env)
     except ConfigError as exc:
         raise ConfigError(f"subagent {profile.name!r}: field 'model': {exc}") from None
 
@@ -251,57 +281,10 @@ async def _record(
     )
     request = UserMessage([TextPart(f"[Delegated as a task to {who}]"), *user_parts(input)])
     answer = AssistantMessage([TextPart(f"[Result of the task]\n{res.text}")])
-    await session.harness.store.append(session.key, [request, answer])
-    session._history.extend((request, answer))
-
-
-def _describe(input: str | list[Any], agent: str | None) -> dict[str, Any]:
-    from .session import _describe as describe_input
-
-    return {"agent": agent, "input": describe_input(input)}
-
-
-class _Tap:
-    """Wraps a child's compaction hooks to see its running operation, so a task that fails still
-    reports (and rolls up) the usage it spent."""
-
-    __slots__ = ("inner", "turns")
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.turns: Turns | None = None
-
-    async def before_call(self, turns: Turns, request: ModelRequest) -> None:
-        self.turns = turns
-        if self.inner is not None:
-            await self.inner.before_call(turns, request)
-
-    async def on_overflow(self, turns: Turns, request: ModelRequest) -> bool:
-        return self.inner is not None and bool(await self.inner.on_overflow(turns, request))
-
-    def observe_usage(self, turns: Turns, usage: Usage) -> None:
-        self.turns = turns
-        if self.inner is not None:
-            self.inner.observe_usage(turns, usage)
-
-
-class _TaskHarness(AgentHarness):
-    """A child's harness: one per task, sharing the parent's store, bus and context."""
-
-    _tap: _Tap | None = None
-
-    def compactor(self) -> Any:
-        self._tap = _Tap(super().compactor())
-        return self._tap
-
-    def usage(self) -> Usage:
-        turns = self._tap.turns if self._tap is not None else None
-        return turns.usage if turns is not None else Usage()
+    await session.messages.append([request, answer])
 
 
 # -- the built-in task tool ------------------------------------------------------------------------
-
-_tools: weakref.WeakKeyDictionary[AgentHarness, Tool | None] = weakref.WeakKeyDictionary()
 
 _TOOL_DESCRIPTION = (
     "Delegate a self-contained piece of work to a subagent. The subagent starts with a fresh context: it "
@@ -310,17 +293,9 @@ _TOOL_DESCRIPTION = (
 )
 
 
-def task_tool(harness: AgentHarness) -> Tool | None:
+def task_tool(harness: TaskParent) -> Tool | None:
     """The ``task`` tool of an agent with subagents (``None`` without, or at ``max_task_depth``):
     ``agent`` is an enum of the profiles' names, described with their descriptions."""
-    if harness in _tools:
-        return _tools[harness]
-    tool = _build_task_tool(harness)
-    _tools[harness] = tool
-    return tool
-
-
-def _build_task_tool(harness: AgentHarness) -> Tool | None:
     profiles = harness.config.subagents
     if not profiles or harness.depth >= harness.config.max_task_depth:
         return None
@@ -350,39 +325,9 @@ def _build_task_tool(harness: AgentHarness) -> Tool | None:
     async def task(ctx: ToolContext, agent: str, prompt: str) -> str:
         if ctx.session is None:
             raise ConfigError("the task tool needs the calling session (ToolContext.session)")
-        res = await run_task(ctx.session, prompt, agent=agent, call_id=ctx.call_id)
+        res = await run_task(harness, ctx.session, prompt, agent=agent, call_id=ctx.call_id)
         return res.text
 
     return define_tool(
         TASK_TOOL, task, description=f"{_TOOL_DESCRIPTION}\n\nSubagents:\n{listing}", parameters=parameters
     )
-
-
-# -- operations that are not a turn loop -----------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Spent:
-    """What an operation's body has spent so far (reported even when it fails)."""
-
-    usage: Usage = field(default_factory=Usage)
-
-
-Body = Callable[[Emit, str, Spent], Awaitable[tuple[T, str | None]]]
-
-
-async def side_operation(session: Session, kind: str, input: Any, body: Body[T]) -> T:
-    """Run ``body`` as an operation of ``session`` that is not a prompt (a direct task, a manual
-    compaction), with the lifecycle every operation has (:func:`pyflue.session.operation`): it takes
-    the session's turn, emits ``operation_start`` / ``operation_end``, and ``session.abort()`` cancels
-    it. ``body(emit, operation_id, spent)`` returns ``(value, text or None)``."""
-    from .session import operation
-
-    spent = Spent()
-    async with operation(session, kind, input, lambda: spent.usage) as op:
-        value, op.text = await body(op.emit, op.operation_id, spent)
-    return value
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)

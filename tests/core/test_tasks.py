@@ -272,15 +272,15 @@ async def test_no_task_tool_without_subagents_and_a_clash_with_a_user_tool_is_an
         """Mine."""
         return what
 
-    clash = await start(
-        {
-            "model": FunctionModel(lambda r: "ok"),
-            "tools": [task],
-            "subagents": [define_agent_profile(name="a")],
-        }
-    )
+    # The clash is found when the instance is made, before any prompt.
     with pytest.raises(ConfigError, match="a tool is named 'task', the name of the built-in tool"):
-        await clash.prompt("hi")
+        await start(
+            {
+                "model": FunctionModel(lambda r: "ok"),
+                "tools": [task],
+                "subagents": [define_agent_profile(name="a")],
+            }
+        )
 
 
 async def test_an_unknown_subagent_from_the_model_comes_back_as_a_tool_error() -> None:

@@ -1,0 +1,249 @@
+"""The runtime: the process's shared resources, with one owner and one lifetime.
+
+What would otherwise be scattered module globals lives here: the default session store, one
+SQLite database object per file (one connection each), the live histories of stored sessions, the
+controls of running workflow runs, and the task group that background work (a directly iterated
+stream) runs in. Servers and workers open one for their lifespan::
+
+    async with Runtime() as rt:
+        ...  # agents, workflows, streams started here use rt's resources
+    # closed: background work cancelled, databases closed
+
+Code that opens none (a script calling ``init`` or ``Project.run``) uses the implicit default
+runtime, created on first use and kept for the process, so the seed's code runs unchanged. Inside
+``async with Runtime()`` (and the tasks started there) :func:`current_runtime` is that runtime.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar, Token
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.lowlevel import RunVar
+
+from .errors import ConfigError
+from .history import History
+from .stores.base import RunStore, SessionKey, SessionStore
+from .stores.memory import MemoryRunStore, MemorySessionStore
+from .stores.sqlite import SQLiteDatabase, SQLiteRunStore, SQLiteSessionStore
+
+__all__ = ["Runtime", "current_runtime"]
+
+
+class RunControl(Protocol):
+    """A running workflow run as the runtime sees it: something that can be cancelled."""
+
+    def cancel(self, reason: str, kind: str) -> None: ...
+
+
+class Runtime:
+    """Owner of the shared resources; ``aclose()`` (or leaving ``async with``) releases them.
+
+    ``session_store`` is the store of harnesses made without one and without a project (default:
+    in memory, for this runtime's lifetime).
+    """
+
+    def __init__(self, *, session_store: SessionStore | None = None) -> None:
+        self._session_store = session_store
+        self._run_store: RunStore | None = None
+        self._databases: dict[Path, SQLiteDatabase] = {}
+        self._session_stores: dict[Path, SQLiteSessionStore] = {}
+        self._run_stores: dict[Path, SQLiteRunStore] = {}
+        # Per store object, then per session key: the one live History of each stored session.
+        self._histories: dict[int, tuple[SessionStore, weakref.WeakValueDictionary[SessionKey, History]]] = {}
+        self.runs: dict[str, RunControl] = {}
+        self._group: TaskGroup | None = None
+        self._token: Token[Runtime | None] | None = None
+        self._closed = False
+
+    # -- stores ------------------------------------------------------------------------------------
+
+    @property
+    def session_store(self) -> SessionStore:
+        """The store of harnesses made without a store or a project."""
+        if self._session_store is None:
+            self._session_store = MemorySessionStore()
+        return self._session_store
+
+    @property
+    def run_store(self) -> RunStore:
+        """The run store of workflows run without a project store (in memory)."""
+        if self._run_store is None:
+            self._run_store = MemoryRunStore()
+        return self._run_store
+
+    def database(self, path: str | Path) -> SQLiteDatabase:
+        """The one database object (one connection) of the SQLite file at ``path``."""
+        self._check_open()
+        key = Path(path).resolve()
+        db = self._databases.get(key)
+        if db is None:
+            db = self._databases[key] = SQLiteDatabase(key)
+        return db
+
+    def sqlite_session_store(self, path: str | Path) -> SQLiteSessionStore:
+        """The session store of the SQLite file at ``path`` (one object per file, so every harness
+        on that file shares live histories and turns)."""
+        key = Path(path).resolve()
+        store = self._session_stores.get(key)
+        if store is None:
+            store = self._session_stores[key] = SQLiteSessionStore(self.database(key))
+        return store
+
+    def sqlite_run_store(self, path: str | Path) -> SQLiteRunStore:
+        """The run store of the SQLite file at ``path``."""
+        key = Path(path).resolve()
+        store = self._run_stores.get(key)
+        if store is None:
+            store = self._run_stores[key] = SQLiteRunStore(self.database(key))
+        return store
+
+    # -- live histories ----------------------------------------------------------------------------
+
+    async def history(self, store: SessionStore, key: SessionKey) -> History:
+        """The live history of a stored session, loaded from ``store`` on first use; shared while
+        any session object holds it."""
+        entry = self._histories.get(id(store))
+        if entry is None or entry[0] is not store:
+            entry = self._histories[id(store)] = (store, weakref.WeakValueDictionary())
+        live = entry[1]
+        history = live.get(key)
+        if history is None:
+            loaded = await store.load(key)
+            history = live.get(key)  # another task may have loaded it meanwhile
+            if history is None:
+                history = live[key] = History(store, key, loaded)
+        return history
+
+    # -- background work ---------------------------------------------------------------------------
+
+    async def start_soon(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``function`` in this runtime's task group: the one entered with ``async with``, or
+        for a runtime never entered (the implicit default), a task group per event loop that lives
+        as long as the loop. Work started here is cancelled when the runtime closes."""
+        self._check_open()
+        group = self._group if self._group is not None else await _loop_group()
+        group.start_soon(function)
+
+    # -- lifetime ----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        self._check_open()
+        if self._group is not None:
+            raise ConfigError("this Runtime is already open; open a Runtime once")
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        self._token = _current.set(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        group, self._group = self._group, None
+        try:
+            if group is not None:
+                group.cancel_scope.cancel()
+                return await group.__aexit__(exc_type, exc, tb)
+            return None
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release everything: background work is cancelled, databases are closed. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+        databases = list(self._databases.values())
+        self._databases.clear()
+        self._session_stores.clear()
+        self._run_stores.clear()
+        self._histories.clear()
+        with anyio.CancelScope(shield=True):
+            for db in databases:
+                await anyio.to_thread.run_sync(db.close)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError("this Runtime is closed; open a new one")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Runtime {state}, {len(self._databases)} database(s)>"
+
+
+_current: ContextVar[Runtime | None] = ContextVar("pyflue_runtime", default=None)
+
+
+class _Default:
+    """Holder of the implicit default runtime (the one piece of process state PyFlue keeps, so that
+    code which opens no runtime still works)."""
+
+    runtime: Runtime | None = None
+
+
+def current_runtime() -> Runtime:
+    """The runtime of the calling code: the innermost ``async with Runtime()``, else the implicit
+    default one."""
+    runtime = _current.get()
+    if runtime is not None:
+        return runtime
+    if _Default.runtime is None or _Default.runtime._closed:
+        _Default.runtime = Runtime()
+    return _Default.runtime
+
+
+_groups: RunVar[anyio.Event | TaskGroup] = RunVar("pyflue_background")
+
+
+async def _loop_group() -> TaskGroup:
+    """The task group of the running event loop for runtimes never entered, opened on first use by
+    a task that holds it open until the loop ends (the loop cancels it then)."""
+    try:
+        found = _groups.get()
+    except LookupError:
+        found = anyio.Event()
+        _groups.set(found)
+        _hold_open(found)
+    if isinstance(found, anyio.Event):
+        await found.wait()
+        found = _groups.get()
+    assert not isinstance(found, anyio.Event)
+    return found
+
+
+def _hold_open(opened: anyio.Event) -> None:
+    async def hold() -> None:
+        async with anyio.create_task_group() as group:
+            _groups.set(group)
+            opened.set()
+            await anyio.sleep_forever()
+
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        trio.lowlevel.spawn_system_task(hold)
+        return
+    task = loop.create_task(hold())
+    _Holders.tasks.add(task)
+    task.add_done_callback(_Holders.tasks.discard)
+
+
+class _Holders:
+    """Strong references to the holder tasks (asyncio keeps only weak ones)."""
+
+    tasks: set[Any] = set()
