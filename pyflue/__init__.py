@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "CompactionConfig": "pyflue.compaction",
     # workflows and runs
     "FlueContext": "pyflue.workflow",
-    "invoke_workflow": "pyflue.workflow",
+    "invoke_workflow": "pyflue.project",
     "Project": "pyflue.project",
     "list_runs": "pyflue.runs",
     "get_run": "pyflue.runs",
@@ -99,12 +99,12 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .models.base import Model, ModelSettings, Usage
     from .models.registry import register_provider, resolve_model
     from .profiles import AgentProfile, define_agent_profile, extend_agent_profile
-    from .project import Project
+    from .project import Project, invoke_workflow
     from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
     from .session import PromptResult, Session
     from .stores.base import RunRecord
     from .tools import Tool, ToolContext, define_tool
-    from .workflow import FlueContext, invoke_workflow
+    from .workflow import FlueContext
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,8 @@ import os
 import re
 import time
 
+from .errors import ConfigError, InvalidIdError
+
 __all__ = [
     "check_id",
     "encode_ulid",
@@ -78,8 +80,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 def new_run_id(workflow: str) -> str:
     """``workflow:<name>:<ulid>`` for a workflow named by a project file."""
     if not _NAME.match(workflow):
-        from .errors import ConfigError
-
         raise ConfigError(f"workflow name {workflow!r} must match [a-z0-9][a-z0-9_-]*")
     return f"workflow:{workflow}:{new_ulid()}"
 
@@ -90,8 +90,6 @@ _MAX_ID = 256
 def check_id(value: object, what: str = "id") -> str:
     """Validate a user-supplied instance/session id. Ids are data, never paths: any printable text
     up to 256 characters is accepted as is (``..`` and ``a/b`` are ordinary, distinct ids)."""
-    from .errors import InvalidIdError
-
     if not isinstance(value, str):
         raise InvalidIdError(f"{what} must be a string, got {type(value).__name__}")
     if not value or len(value) > _MAX_ID:

@@ -25,6 +25,7 @@ async code use ``await Project.load_async(path)``, which imports in a worker thr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -38,20 +39,22 @@ import threading
 import traceback
 import types
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
+import anyio
 import anyio.to_thread
+from anyio.abc import TaskStatus
 
-from .agent import AgentDefinition, AgentHarness
+from .agent import AgentDefinition, AgentHarness, init
 from .errors import ConfigError, UnknownAgentError, WorkflowError
-from .workflow import WorkflowDefinition
-
-if TYPE_CHECKING:
-    from .stores.base import RunRecord
-    from .stores.sqlite import SQLiteRunStore, SQLiteSessionStore
+from .events import Observer
+from .runtime import current_runtime
+from .stores.base import RunRecord, RunStore, SessionStore
+from .stores.sqlite import SQLiteRunStore, SQLiteSessionStore
+from .workflow import RunOptions, WorkflowDefinition, run_workflow
 
 __all__ = ["DB_PATH", "LoadError", "Project"]
 
@@ -87,8 +90,7 @@ class Project:
     opened lazily). :meth:`run` invokes a workflow.
     """
 
-    _cache: ClassVar[dict[Path, Project]] = {}
-    _lock: ClassVar[threading.RLock] = threading.RLock()
+    _imports: ClassVar[threading.RLock] = threading.RLock()  # one discovery at a time: imports are global
     #: How many agent instances :meth:`instance` keeps loaded.
     max_instances: int = 1_024
 
@@ -112,19 +114,16 @@ class Project:
     def load(cls, path: str | os.PathLike[str] = ".", *, reload: bool = False) -> Project:
         """Discover the project at ``path`` (blocking: call at start-up, or use :meth:`load_async`).
 
-        Loaded once per resolved path and cached; ``reload=True`` imports its files afresh (for
-        development servers). ``ConfigError`` if ``path`` is not a directory.
+        A project's files are imported once per process (loading it again only looks for files
+        added since); ``reload=True`` imports them afresh (for development servers). ``ConfigError``
+        if ``path`` is not a directory.
         """
         root = Path(path).resolve()
-        with cls._lock:
-            project = cls._cache.get(root)
-            if project is not None and not reload:
-                return project
-            if not root.is_dir():
-                raise ConfigError(f"project directory {root} does not exist")
+        if not root.is_dir():
+            raise ConfigError(f"project directory {root} does not exist")
+        with cls._imports:
             project = cls(root)
             project._discover(reload)
-            cls._cache[root] = project
             return project
 
     @classmethod
@@ -148,9 +147,7 @@ class Project:
     def _discover(self, reload: bool) -> None:
         source, package = self.source, self.package
         if reload:
-            for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
-                del sys.modules[name]
-            importlib.invalidate_caches()
+            _forget(package, source)
         if package not in sys.modules:
             spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
             spec.submodule_search_locations = [str(source)]
@@ -220,25 +217,21 @@ class Project:
     def db_path(self) -> Path:
         return self.path / DB_PATH
 
-    @cached_property
+    @property
     def session_store(self) -> SQLiteSessionStore:
-        from .stores.sqlite import SQLiteSessionStore
+        """The project's session store (its SQLite file, one store object per runtime)."""
+        return current_runtime().sqlite_session_store(self.db_path)
 
-        return SQLiteSessionStore(self.db_path)
-
-    @cached_property
+    @property
     def run_store(self) -> SQLiteRunStore:
-        from .stores.sqlite import SQLiteRunStore
-
-        return SQLiteRunStore(self.db_path)
+        """The project's run store (its SQLite file, one store object per runtime)."""
+        return current_runtime().sqlite_run_store(self.db_path)
 
     async def instance(self, agent: str, id: str) -> AgentHarness:
         """The instance ``id`` of the project's agent ``agent``, on the project's session store: what
         a server or a dispatcher addresses. Loaded instances are cached (LRU, ``max_instances``); an
         evicted instance is initialised again on its next use and its sessions reload from the
         store, so eviction costs an initializer call, never a conversation."""
-        from .agent import init
-
         key = (agent, id)
         harness = self._instances.get(key)
         if harness is not None:
@@ -252,13 +245,29 @@ class Project:
 
     async def run(self, name: str, payload: Any = None, **kwargs: Any) -> RunRecord:
         """``invoke_workflow(self, name, payload, **kwargs)``: run a workflow, get its record."""
-        from .workflow import invoke_workflow
-
         return await invoke_workflow(self, name, payload, **kwargs)
 
     def __repr__(self) -> str:
         agents, workflows = sorted(self.agents), sorted(self.workflows)
         return f"Project({str(self.path)!r}, agents={agents}, workflows={workflows})"
+
+
+def _forget(package: str, source: Path) -> None:
+    """Make the next import of a project's modules read their files again: drop the modules, and
+    their cached bytecode, which Python trusts while a file keeps its size and its mtime second (so
+    an edit that keeps the size within a second would otherwise load the old code)."""
+    files: set[Path] = set()
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        origin = getattr(sys.modules.pop(name), "__file__", None)
+        if origin:
+            files.add(Path(origin))
+    for kind in _KINDS:
+        files.update((source / f"{kind}s").glob("*.py"))
+    for file in files:
+        if file.suffix == ".py":
+            with contextlib.suppress(OSError, NotImplementedError, ValueError):
+                Path(importlib.util.cache_from_source(str(file))).unlink(missing_ok=True)
+    importlib.invalidate_caches()
 
 
 def _import(parent: str, name: str, file: Path) -> types.ModuleType:
@@ -326,3 +335,37 @@ def _workflow(name: str, module: types.ModuleType, file: Path) -> WorkflowDefini
         raise
     except Exception as exc:  # a Payload pydantic cannot build a validator for
         raise ConfigError(f"workflows/{name}.py: its Payload is not a usable type: {exc}") from exc
+
+
+async def invoke_workflow(
+    project: Project | str | os.PathLike[str],
+    name: str,
+    payload: Any = None,
+    *,
+    run_store: RunStore | None = None,
+    session_store: SessionStore | None = None,
+    on_event: Observer | None = None,
+    timeout: float | None = None,
+    run_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cancel_poll_interval: float = 0.25,
+    task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> RunRecord:
+    """Run workflow ``name`` of ``project`` with ``payload`` and return its final :class:`RunRecord`.
+
+    A run that fails, is cancelled or times out is *returned* with that status and its ``error``;
+    what raises is what prevents a run from existing: ``UnknownAgentError`` (no such workflow; the
+    message lists them), ``WorkflowError`` (it failed to load), ``PayloadValidationError`` (no run
+    record is created), ``ConfigError`` (a ``run_id`` already used). If the *caller* is cancelled
+    (or interrupted), the run is recorded ``cancelled`` and the cancellation propagates.
+
+    ``run_store`` / ``session_store`` default to the project's SQLite stores; ``on_event`` observes
+    the run's events live; ``timeout`` (seconds) overrides the workflow's own; ``env`` replaces
+    ``os.environ`` for the run's agents; the run polls the store for cancel requests from other
+    processes every ``cancel_poll_interval`` seconds. With ``task_group.start(...)`` the run id is
+    handed back as soon as the record exists.
+    """
+    if not isinstance(project, Project):
+        project = await Project.load_async(project)
+    options = RunOptions(run_store, session_store, on_event, timeout, run_id, env, cancel_poll_interval)
+    return await run_workflow(project, project.workflow(name), payload, options, task_status)

@@ -20,7 +20,9 @@ import anyio
 from .errors import ConfigError, NotFoundError
 from .events import Event
 from .project import DB_PATH, Project
+from .runtime import current_runtime
 from .stores.base import RUN_STATUSES, RunPage, RunRecord, RunStore
+from .workflow import cancel_local
 
 __all__ = ["cancel_run", "get_run", "iter_events", "list_runs", "prune_runs", "run_store"]
 
@@ -36,9 +38,9 @@ def run_store(
         return store
     if isinstance(project, Project):
         return project.run_store
-    from .stores.sqlite import SQLiteRunStore
-
-    return SQLiteRunStore(Path.cwd() / DB_PATH if project is None else Path(project) / DB_PATH)
+    return current_runtime().sqlite_run_store(
+        Path.cwd() / DB_PATH if project is None else Path(project) / DB_PATH
+    )
 
 
 async def list_runs(
@@ -130,8 +132,6 @@ async def cancel_run(
     ``reason`` once its process sees the request (within its poll interval, at once in this
     process). True if the request was made, False when the run is no longer running;
     ``NotFoundError`` for an unknown run."""
-    from .workflow import cancel_local
-
     requested = await run_store(store, project).request_cancel(run_id, reason)
     if requested:
         cancel_local(run_id, reason)

@@ -26,15 +26,17 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from ._clock import elapsed_ms
 from .agent import AgentDefinition, AgentHarness
 from .agent import init as init_agent
 from .errors import (
@@ -48,12 +50,10 @@ from .errors import (
 from .events import BUILTIN_TYPES, Event, EventBus, Observer
 from .ids import check_id, new_run_id
 from .models.base import Usage
+from .runtime import current_runtime
 from .stores.base import RunRecord, RunStore, SessionStore
 
-if TYPE_CHECKING:
-    from .project import Project
-
-__all__ = ["FlueContext", "RunLog", "WorkflowDefinition", "invoke_workflow"]
+__all__ = ["FlueContext", "RunLog", "RunOptions", "WorkflowDefinition", "WorkflowHost", "run_workflow"]
 
 _log = logging.getLogger("pyflue.workflow")
 
@@ -172,7 +172,7 @@ class FlueContext:
         payload: Any,
         input: Any,
         env: Mapping[str, str],
-        project: Project,
+        project: WorkflowHost,
         bus: EventBus,
         session_store: SessionStore,
         control: _RunControl,
@@ -258,15 +258,11 @@ class _RunControl:
                 return
 
 
-# Runs in flight in this process, so cancel_run() from the same thread cancels at once.
-_live: dict[str, _RunControl] = {}
-
-
 def cancel_local(run_id: str, reason: str) -> bool:
     """Cancel a run of this process directly when called from its event loop's thread; False
     when the run is not here (the store's cancel request then reaches it by polling)."""
-    control = _live.get(run_id)
-    if control is None or control.thread != threading.get_ident():
+    control = current_runtime().runs.get(run_id)
+    if not isinstance(control, _RunControl) or control.thread != threading.get_ident():
         return False
     control.cancel(reason, "cancel_requested")
     return True
@@ -324,57 +320,54 @@ class _Recorder:
 
 
 @functools.cache
-def _hostname() -> str:
-    return socket.gethostname()
+class WorkflowHost(Protocol):
+    """What a run needs of the project it belongs to (:class:`~pyflue.project.Project` is one)."""
+
+    def agent(self, name: str) -> AgentDefinition: ...
+    @property
+    def run_store(self) -> RunStore: ...
+    @property
+    def session_store(self) -> SessionStore: ...
 
 
-async def invoke_workflow(
-    project: Project | str | os.PathLike[str],
-    name: str,
-    payload: Any = None,
-    *,
-    run_store: RunStore | None = None,
-    session_store: SessionStore | None = None,
-    on_event: Observer | None = None,
-    timeout: float | None = None,
-    run_id: str | None = None,
-    env: Mapping[str, str] | None = None,
-    cancel_poll_interval: float = 0.25,
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How one run is made: stores (default: the host's), a live observer, a timeout overriding the
+    workflow's own, a chosen run id, the environment its agents see (default ``os.environ``), and
+    how often it polls the store for cancel requests from other processes."""
+
+    run_store: RunStore | None = None
+    session_store: SessionStore | None = None
+    on_event: Observer | None = None
+    timeout: float | None = None
+    run_id: str | None = None
+    env: Mapping[str, str] | None = None
+    cancel_poll_interval: float = 0.25
+
+
+async def run_workflow(
+    host: WorkflowHost,
+    definition: WorkflowDefinition,
+    payload: Any,
+    options: RunOptions = RunOptions(),
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> RunRecord:
-    """Run workflow ``name`` of ``project`` with ``payload`` and return its final :class:`RunRecord`.
-
-    A run that fails, is cancelled or times out is *returned* with that status and its ``error``;
-    what raises is what prevents a run from existing: ``UnknownAgentError`` (no such workflow; the
-    message lists them), ``WorkflowError`` (it failed to load), ``PayloadValidationError`` (no run
-    record is created), ``ConfigError`` (a ``run_id`` already used). If the *caller* is cancelled
-    (or interrupted), the run is recorded ``cancelled`` and the cancellation propagates.
-
-    ``run_store`` / ``session_store`` default to the project's SQLite stores; ``on_event`` observes
-    the run's events live; ``timeout`` (seconds) overrides the workflow's own; ``env`` replaces
-    ``os.environ`` for the run's agents; the run polls the store for cancel requests from other
-    processes every ``cancel_poll_interval`` seconds. With ``task_group.start(...)`` the run id is
-    handed back as soon as the record exists.
-    """
-    from .project import Project
-
-    if not isinstance(project, Project):
-        project = await Project.load_async(project)
-    definition = project.workflow(name)
+    """Run ``definition`` with ``payload`` and return its final :class:`RunRecord` (the contract is
+    :func:`pyflue.project.invoke_workflow`'s)."""
     data, typed = definition.validate_payload(payload)
-    run_id = check_id(run_id, "run id") if run_id is not None else new_run_id(name)
-    limit = timeout if timeout is not None else definition.timeout
+    run_id = check_id(options.run_id, "run id") if options.run_id is not None else new_run_id(definition.name)
+    limit = options.timeout if options.timeout is not None else definition.timeout
     if limit is not None and limit <= 0:
         raise ConfigError(f"timeout must be positive, got {limit!r}")
-    store = run_store if run_store is not None else project.run_store
+    store = options.run_store if options.run_store is not None else host.run_store
     started = time.perf_counter()
     record = RunRecord(
         run_id=run_id,
-        workflow=name,
+        workflow=definition.name,
         payload=data,
         started_at=datetime.now(UTC),
         owner_pid=os.getpid(),
-        owner_host=_hostname(),
+        owner_host=socket.gethostname(),
     )
     await store.create_run(record)
     task_status.started(run_id)
@@ -382,47 +375,29 @@ async def invoke_workflow(
     bus = EventBus(run_id=run_id)
     recorder = _Recorder(store, run_id)
     bus.subscribe(recorder)
-    if on_event is not None:
-        bus.subscribe(on_event)
+    if options.on_event is not None:
+        bus.subscribe(options.on_event)
     control = _RunControl()
     ctx = FlueContext(
         run_id=run_id,
-        workflow=name,
+        workflow=definition.name,
         payload=data,
         input=typed,
-        env=dict(os.environ) if env is None else env,
-        project=project,
+        env=dict(os.environ) if options.env is None else options.env,
+        project=host,
         bus=bus,
-        session_store=session_store if session_store is not None else project.session_store,
+        session_store=options.session_store if options.session_store is not None else host.session_store,
         control=control,
     )
-    _live[run_id] = control
-    outcome: tuple[str, Any, dict[str, Any] | None] = ("cancelled", None, None)
-    escaped: BaseException | None = None
+    live = current_runtime().runs
+    live[run_id] = control
     try:
         async with bus.delivering():
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(recorder.run)
-                    tg.start_soon(control.poll, store, run_id, cancel_poll_interval)
-                    bus.emit("run_start", {"workflow": name, "payload": data})
-                    outcome = await _execute(definition, ctx, control, limit)
-                    tg.cancel_scope.cancel()
-            except BaseException as exc:  # the caller was cancelled, or KeyboardInterrupt & co.
-                escaped = exc
-                reason = (
-                    "the caller was cancelled"
-                    if isinstance(exc, anyio.get_cancelled_exc_class())
-                    else f"interrupted by {type(exc).__name__}"
-                )
-                outcome = (
-                    "cancelled",
-                    None,
-                    {**RunCancelledError(reason).to_dict(), "reason": "caller_cancelled"},
-                )
+            status, result, error, escaped = await _supervise(
+                definition, ctx, control, limit, recorder, store, options.cancel_poll_interval
+            )
             with anyio.CancelScope(shield=True):
-                status, result, error = outcome
-                duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                duration_ms = elapsed_ms(started)
                 end: dict[str, Any] = {"status": status}
                 if error is None:
                     end["result"] = result
@@ -442,11 +417,39 @@ async def invoke_workflow(
                 )
                 await recorder.finish(final)
     finally:
-        _live.pop(run_id, None)
+        live.pop(run_id, None)
         recorder.closed = True
     if escaped is not None:
         raise escaped
     return final
+
+
+async def _supervise(
+    definition: WorkflowDefinition,
+    ctx: FlueContext,
+    control: _RunControl,
+    limit: float | None,
+    recorder: _Recorder,
+    store: RunStore,
+    poll_interval: float,
+) -> tuple[str, Any, dict[str, Any] | None, BaseException | None]:
+    """The run's body beside its flusher and cancel poller: ``(status, result, error, escaped)``,
+    ``escaped`` being what cancelled the *caller* (re-raised once the run is recorded)."""
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.run)
+            tg.start_soon(control.poll, store, ctx.run_id, poll_interval)
+            ctx.bus.emit("run_start", {"workflow": definition.name, "payload": ctx.payload})
+            status, result, error = await _execute(definition, ctx, control, limit)
+            tg.cancel_scope.cancel()
+        return status, result, error, None
+    except BaseException as exc:  # the caller was cancelled, or KeyboardInterrupt & co.
+        reason = (
+            "the caller was cancelled"
+            if isinstance(exc, anyio.get_cancelled_exc_class())
+            else f"interrupted by {type(exc).__name__}"
+        )
+        return "cancelled", None, {**RunCancelledError(reason).to_dict(), "reason": "caller_cancelled"}, exc
 
 
 async def _execute(

@@ -33,7 +33,7 @@ async def _run(args: argparse.Namespace, payload: Any, mode: Mode) -> int:
 
     from pyflue.ids import new_run_id
     from pyflue.runs import cancel_run, get_run
-    from pyflue.workflow import invoke_workflow
+    from pyflue.project import invoke_workflow
 
     from ..core import load_project, lookup
     from ..signals import cancel_on_signals
