@@ -24,7 +24,7 @@ from .events import EventBus, Observer
 from .ids import check_id
 from .loop import TurnPlan, run_turns
 from .models.base import Model, ModelSettings
-from .models.messages import UserMessage, user_parts
+from .models.messages import TextPart, UserMessage, user_parts
 from .models.registry import resolve_model
 from .output import output_spec
 from .runtime import current_runtime
@@ -221,6 +221,11 @@ class AgentHarness:
     ) -> PromptResult:
         """Run ``input`` through the turn loop as an operation of ``kind`` on ``session``."""
         parts = user_parts(input)
+        if not any(not isinstance(part, TextPart) or part.text.strip() for part in parts):
+            raise ConfigError(
+                f"agent {self.name!r}: the input is empty; send some text or an image "
+                "(a model answers a prompt, and an empty one breaks the conversation)"
+            )
         spec = output_spec(result) if result is not None else None
         if spec is not None and spec.schema.name in self.tools:
             raise ConfigError(

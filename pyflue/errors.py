@@ -200,6 +200,16 @@ class RunCancelledError(WorkflowError):
 
 
 _TRACEBACK_CHARS = 8_000
+_SHOWN_CHARS = 80
+
+
+def shown(value: object, limit: int = _SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a message names what the
+    user passed without echoing a 10 000-character id back at them."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}...[{len(text)} chars]"
 
 
 def bounded_traceback(exc: BaseException, limit: int = _TRACEBACK_CHARS) -> str:

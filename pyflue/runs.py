@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 
-from .errors import ConfigError, NotFoundError
+from .errors import ConfigError, NotFoundError, shown
 from .events import Event
 from .project import DB_PATH, Project
 from .runtime import current_runtime
@@ -72,7 +72,7 @@ async def get_run(
     """The run's record; ``NotFoundError`` when there is no such run."""
     record = await run_store(store, project).get_run(run_id)
     if record is None:
-        raise NotFoundError(f"no run {run_id!r}")
+        raise NotFoundError(f"no run {shown(run_id)}")
     return record
 
 
@@ -97,7 +97,7 @@ async def iter_events(
     source = run_store(store, project)
     wanted = frozenset(types) if types is not None else None
     if await source.get_run(run_id) is None:
-        raise NotFoundError(f"no run {run_id!r}")
+        raise NotFoundError(f"no run {shown(run_id)}")
     last = after_seq
     settled = False  # the record was final: one more read gets every event
     while True:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import os
 import socket
@@ -63,6 +64,26 @@ RunFunction = Callable[["FlueContext"], Awaitable[Any]]
 FLUSH_EVENTS = 512
 #: Seconds between the flusher's writes while events trickle in.
 FLUSH_INTERVAL = 0.05
+
+
+def json_data(value: Any) -> Any:
+    """``value`` as JSON data (what a payload or a result must be); ``ValueError`` saying why not:
+    a cycle, bytes that are not UTF-8, a value JSON has no form for, or a number JSON cannot hold
+    (NaN, infinities)."""
+    try:
+        data = to_jsonable_python(value)
+    except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(_first_line(exc)) from None
+    try:
+        json.dumps(data, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(_first_line(exc)) from None
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 class WorkflowDefinition:
@@ -109,8 +130,8 @@ class WorkflowDefinition:
             payload = {}
         if self._adapter is None:
             try:
-                return to_jsonable_python(payload), None
-            except PydanticSerializationError as exc:
+                return json_data(payload), None
+            except ValueError as exc:
                 raise PayloadValidationError(
                     f"payload for workflow {self.name!r} is not JSON data: {exc}"
                 ) from None
@@ -481,8 +502,8 @@ async def _execute(
     if failure is not None:
         return "failed", None, {**error_payload(failure), "traceback": bounded_traceback(failure)}
     try:
-        return "completed", to_jsonable_python(value), None
-    except PydanticSerializationError as exc:
+        return "completed", json_data(value), None
+    except ValueError as exc:
         error = ResultNotSerializableError(
             f"workflow {definition.name!r} returned a {type(value).__name__}, which is not "
             f"JSON-serialisable ({exc}); return a dict of plain values"

@@ -287,3 +287,37 @@ async def test_the_readme_example_against_the_anthropic_wire(
     printed = capsys.readouterr().out
     for kind in ("operation_start", "model_start", "text_delta", "tool_start", "tool_end", "operation_end"):
         assert f"Event({kind!r}" in printed
+
+
+@pytest.mark.parametrize("empty", ["", "   ", [], [{"type": "text", "text": ""}]], ids=repr)
+async def test_an_empty_prompt_is_refused_and_leaves_no_trace(empty: Any) -> None:
+    calls: list[Any] = []
+    harness = await init(
+        model=FunctionModel(lambda r: calls.append(r) or "ok"), session_store=MemorySessionStore()
+    )
+    session = await harness.session()
+    with pytest.raises(ConfigError, match="the input is empty"):
+        await session.prompt(empty)
+    assert calls == [] and session.history == []
+    assert (await session.prompt("hi")).text == "ok"
+
+
+async def test_instructions_that_raise_or_are_not_text_are_config_errors() -> None:
+    def broken(ctx: Any) -> str:
+        raise KeyError("tenant")
+
+    session = await (await init(model=FunctionModel(lambda r: "ok"), instructions=broken)).session()
+    with pytest.raises(ConfigError, match="config key 'instructions': the callable raised KeyError"):
+        await session.prompt("hi")
+    numbers = await (await init(model=FunctionModel(lambda r: "ok"), instructions=lambda ctx: 42)).session()
+    with pytest.raises(ConfigError, match="returned a int, not a string"):
+        await numbers.prompt("hi")
+
+
+async def test_an_unknown_run_id_is_named_but_not_echoed_in_full(tmp_path: Any) -> None:
+    from pyflue import get_run
+    from pyflue.errors import NotFoundError
+
+    with pytest.raises(NotFoundError) as caught:
+        await get_run("x" * 10_000, project=tmp_path)
+    assert len(str(caught.value)) < 200 and "xxxx" in str(caught.value)

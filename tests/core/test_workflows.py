@@ -541,3 +541,35 @@ def test_a_long_traceback_keeps_its_innermost_frames() -> None:
         text = bounded_traceback(exc, limit=2_000)
     assert len(text) <= 2_000 + 40
     assert text.startswith("[... ") and text.rstrip().endswith("RuntimeError: at the bottom")
+
+
+CYCLIC_RESULT = """\
+async def run(ctx):
+    loop = {}
+    loop["self"] = loop
+    return {"bad": loop} if ctx.payload.get("kind") == "cycle" else {"bad": b"\\xff\\xfe"}
+"""
+
+
+@pytest.mark.parametrize("kind", ["cycle", "bytes"])
+async def test_a_result_json_cannot_hold_fails_the_run_with_a_typed_error(tmp_path: Path, kind: str) -> None:
+    project = project_with(tmp_path, cyclic=CYCLIC_RESULT)
+    record = await project.run("cyclic", {"kind": kind})
+    assert record.status == "failed"
+    assert record.error is not None and record.error["type"] == "ResultNotSerializableError"
+
+
+@pytest.mark.parametrize(
+    "payload", [{"a": float("nan")}, {"a": float("inf")}, {"b": b"\xff"}, {"loop": []}], ids=str
+)
+async def test_a_payload_json_cannot_hold_is_refused_before_a_run_exists(
+    tmp_path: Path, payload: dict
+) -> None:
+    from pyflue.errors import PayloadValidationError
+
+    if "loop" in payload:
+        payload["loop"].append(payload)
+    project = project_with(tmp_path, cyclic=CYCLIC_RESULT)
+    with pytest.raises(PayloadValidationError, match="not JSON data"):
+        await project.run("cyclic", payload)
+    assert len(await project.run_store.list_runs()) == 0
