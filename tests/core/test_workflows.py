@@ -565,8 +565,6 @@ async def test_a_result_json_cannot_hold_fails_the_run_with_a_typed_error(tmp_pa
 async def test_a_payload_json_cannot_hold_is_refused_before_a_run_exists(
     tmp_path: Path, payload: dict
 ) -> None:
-    from pyflue.errors import PayloadValidationError
-
     if "loop" in payload:
         payload["loop"].append(payload)
     project = project_with(tmp_path, cyclic=CYCLIC_RESULT)
