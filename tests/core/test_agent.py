@@ -296,7 +296,7 @@ async def test_an_empty_prompt_is_refused_and_leaves_no_trace(empty: Any) -> Non
         model=FunctionModel(lambda r: calls.append(r) or "ok"), session_store=MemorySessionStore()
     )
     session = await harness.session()
-    with pytest.raises(ConfigError, match="the input is empty|a non-empty list"):
+    with pytest.raises(ConfigError, match=r"the input is empty|a non-empty list"):
         await session.prompt(empty)
     assert calls == [] and session.history == []
     assert (await session.prompt("hi")).text == "ok"
