@@ -105,10 +105,10 @@ def analyse(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if not (_is_pyflue(up) or ":" in up or up == "__main__" or up in floor_modules):
             continue  # counted in the module that loaded it, which the floor does not load either
         charged = owner(name)
-        entry = {"module": name, "ms": cumulative[name] * 1e3}
+        load: dict[str, Any] = {"module": name, "ms": cumulative[name] * 1e3}
         if ":" in up:
-            entry["during"] = up
-        modules.setdefault(charged, _entry(0.0))["loads"].append(entry)
+            load["during"] = up
+        modules.setdefault(charged, _entry(0.0))["loads"].append(load)
     for entry in modules.values():
         entry["builds"].sort(key=lambda b: -b["ms"])
         entry["loads"].sort(key=lambda b: -b["ms"])
