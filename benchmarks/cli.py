@@ -6,16 +6,17 @@ import argparse
 import datetime
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from . import report
-from .frameworks import FLOOR, FRAMEWORKS, REPO, Framework, select
+from . import imports, report
+from .frameworks import FRAMEWORKS, IMPORT_ONLY, REPO, Framework, select
 from .metrics import evaluate
-from .plan import COMPARED, PYFLUE_ONLY, SCENARIOS, params_for
+from .plan import COMPARED, ROUNDS, SCENARIOS, params_for, per_round
 from .runner import run_startup, run_worker
 from .targets import check
 from .venvs import ensure, version_of
@@ -57,6 +58,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also profile PyFlue's scenarios with cProfile into results/profiles/",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help=f"rounds of each scenario, interleaved across frameworks (default {ROUNDS['full']}, "
+        f"--quick {ROUNDS['quick']})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the shuffled order of each round (default 0)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.json/.md go")
     parser.add_argument(
         "--update-docs", action="store_true", help="also put the results table into docs/performance.md"
@@ -69,14 +80,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _startup(frameworks: list[Framework], quick: bool) -> dict[str, dict[str, Any]]:
-    """New processes, interleaved across frameworks so a drift in machine load hits all alike."""
+def _startup(frameworks: list[Framework], quick: bool, rng: random.Random) -> dict[str, dict[str, Any]]:
+    """New processes, one per entry per round, each round in a new shuffled order."""
     params = params_for("startup", quick)
-    entries = [FLOOR, *(f for f in frameworks if "startup" not in f.skip)]
+    entries = [*IMPORT_ONLY, *(f for f in frameworks if "startup" not in f.skip)]
     runs: dict[str, list[dict[str, Any]]] = {f.name: [] for f in entries}
     failures: dict[str, dict[str, Any]] = {}
     for round_ in range(params["warmup"] + params["runs"]):
-        for framework in entries:
+        for framework in rng.sample(entries, len(entries)):
             if framework.name in failures:
                 continue
             result = run_startup(framework)
@@ -84,34 +95,49 @@ def _startup(frameworks: list[Framework], quick: bool) -> dict[str, dict[str, An
                 failures[framework.name] = result
             elif round_ >= params["warmup"]:
                 runs[framework.name].append(result)
-    return {name: failures.get(name) or {"status": "ok", "runs": results} for name, results in runs.items()}
+    return {name: failures.get(name) or {"status": "ok", "rounds": results} for name, results in runs.items()}
 
 
-def _compared(frameworks: list[Framework], scenarios: list[str], quick: bool) -> Raw:
-    raw: Raw = {}
-    params = {name: params_for(name, quick) for name in scenarios}
+Unit = tuple[Framework, list[str]]
+
+
+def _units(frameworks: list[Framework], scenarios: list[str], quick: bool) -> list[Unit]:
+    """One process's work each: a framework and the scenarios it runs in it. Full mode gives every
+    scenario a process of its own; --quick runs a framework's compared scenarios in one process."""
+    units: list[Unit] = []
     for framework in frameworks:
-        wanted = [s for s in scenarios if s not in framework.skip]
+        wanted = [
+            s for s in scenarios if s not in framework.skip and (s in COMPARED or framework.name == "pyflue")
+        ]
         grouped = [s for s in _QUICK_GROUP if quick and s in wanted]
-        batches = ([grouped] if grouped else []) + [[s] for s in wanted if s not in grouped]
-        for batch in batches:
+        units += [(framework, grouped)] if grouped else []
+        units += [(framework, [s]) for s in wanted if s not in grouped]
+    return units
+
+
+def _scenarios(
+    frameworks: list[Framework], scenarios: list[str], quick: bool, rounds: int, rng: random.Random
+) -> Raw:
+    """Every (framework, scenarios) unit once per round; each round in a new shuffled order, so a
+    drift in machine load is spread over every framework instead of biasing the later ones."""
+    units = _units(frameworks, scenarios, quick)
+    params = {name: per_round(params_for(name, quick), rounds) for name in scenarios}
+    raw: Raw = {}
+    for round_ in range(rounds):
+        for framework, batch in rng.sample(units, len(units)):
             start = time.perf_counter()
             results = run_worker(framework, batch, {s: params[s] for s in batch})
             for name, result in results.items():
-                raw.setdefault(name, {})[framework.name] = result
+                cell = raw.setdefault(name, {}).setdefault(framework.name, {"status": "ok", "rounds": []})
+                if cell.get("status") != "ok":
+                    continue  # it failed in an earlier round: the failure stands
+                if result.get("status") == "ok":
+                    cell["rounds"].append(result)
+                else:
+                    raw[name][framework.name] = result
             states = ", ".join(f"{n}: {r.get('status')}" for n, r in results.items())
-            _log(f"{framework.name}: {states} ({time.perf_counter() - start:.1f} s)")
-    return raw
-
-
-def _pyflue_only(pyflue: Framework, scenarios: list[str], quick: bool) -> Raw:
-    params = {name: params_for(name, quick) for name in scenarios}
-    batches = [scenarios] if quick else [[s] for s in scenarios]
-    raw: Raw = {}
-    for batch in batches:
-        for name, result in run_worker(pyflue, batch, {s: params[s] for s in batch}).items():
-            raw[name] = {"pyflue": result}
-            _log(f"pyflue: {name}: {result.get('status')}")
+            elapsed = time.perf_counter() - start
+            _log(f"round {round_ + 1}/{rounds} {framework.name}: {states} ({elapsed:.1f} s)")
     return raw
 
 
@@ -143,9 +169,9 @@ def _meta(frameworks: list[Framework], quick: bool) -> dict[str, Any]:
 
 
 def _render(args: argparse.Namespace) -> int:
-    meta, figures, _ = report.read(args.output)
+    meta, figures, _, breakdown = report.read(args.output)
     frameworks = [f for f in FRAMEWORKS if f.name in meta["frameworks"]]
-    text = report.write(args.output, meta, figures, check(figures), frameworks)
+    text = report.write(args.output, meta, figures, check(figures), frameworks, breakdown)
     print(text)
     if args.update_docs and not report.update_docs(DOCS_PAGE, text):
         _log(f"{DOCS_PAGE} has no bench:results markers; left unchanged")
@@ -163,22 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     pyflue = next(f for f in FRAMEWORKS if f.name == "pyflue")
     for framework in {f.venv: f for f in [pyflue, *frameworks]}.values():
         ensure(framework)
+    rounds = args.rounds or ROUNDS["quick" if args.quick else "full"]
+    rng = random.Random(args.seed)
     raw: Raw = {}
+    breakdown: dict[str, Any] | None = None
     if "startup" in scenarios:
-        raw["startup"] = _startup(frameworks, args.quick)
+        raw["startup"] = _startup(frameworks, args.quick, rng)
+        if pyflue in frameworks:
+            analysis_runs = params_for("startup", args.quick)["analysis_runs"]
+            breakdown = imports.analyse(imports.measure(analysis_runs))
         _log(f"startup done ({time.perf_counter() - began:.1f} s)")
-    raw.update(_compared(frameworks, [s for s in scenarios if s in COMPARED and s != "startup"], args.quick))
-    only = [s for s in scenarios if s in PYFLUE_ONLY]
-    if only and pyflue in frameworks:
-        raw.update(_pyflue_only(pyflue, only, args.quick))
+    raw.update(_scenarios(frameworks, [s for s in scenarios if s != "startup"], args.quick, rounds, rng))
     if args.profile:
         _profile(pyflue, args.output / "profiles")
     figures = evaluate(raw)
     meta = _meta(frameworks, args.quick)
+    meta["rounds"], meta["seed"] = rounds, args.seed
     meta["elapsed_s"] = round(time.perf_counter() - began, 1)
     # Other work on the machine inflates times; the 1-minute load average before and after says how much.
     meta["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    text = report.write(args.output, meta, figures, check(figures), frameworks)
+    text = report.write(args.output, meta, figures, check(figures), frameworks, breakdown)
     print(text)
     _log(f"wrote {args.output / 'latest.md'} and latest.json in {meta['elapsed_s']} s")
     if args.update_docs and not report.update_docs(DOCS_PAGE, text):

@@ -34,36 +34,47 @@ class Metric:
     pyflue_only: bool = False
 
 
+def _pooled(raw: Raw, field: str) -> list[float]:
+    """``field``'s samples from every round (each round is a new process), in one list."""
+    return [value for round_ in raw["rounds"] for value in round_[field]]
+
+
 def _samples(field: str, scale: float = 1.0) -> Callable[[Raw], Summary]:
-    return lambda raw: summarise(raw[field], scale)
+    return lambda raw: summarise(_pooled(raw, field), scale)
 
 
 def _per_conversation(field: str, count: str = "n") -> Callable[[Raw], Summary]:
-    """One measurement over ``n`` conversations: no spread, but the count says how far to trust it
-    (RSS moves in 4 KiB pages, so a few hundred conversations give a coarse figure)."""
+    """One measurement per round over that round's conversations: the spread is across rounds, and
+    the smallest conversation count says how far to trust it (RSS moves in 4 KiB pages, so a few
+    hundred conversations give a coarse figure)."""
 
     def extract(raw: Raw) -> Summary:
-        return {"median": raw[field], "n": 1, "conversations": raw[count]}
+        rounds = raw["rounds"]
+        return {
+            **summarise([round_[field] for round_ in rounds]),
+            "conversations": min(round_[count] for round_ in rounds),
+        }
 
     return extract
 
 
 def _per_delta(raw: Raw) -> Summary:
-    return summarise(raw["samples_us"], 1.0 / raw["deltas"])
+    return summarise(_pooled(raw, "samples_us"), 1.0 / raw["rounds"][0]["deltas"])
 
 
 def _throughput(size: int) -> Callable[[Raw], Summary]:
     def extract(raw: Raw) -> Summary:
-        return summarise([raw["bytes"] / us for us in raw[f"samples_us_{size}"]])  # bytes/µs = MB/s
+        # bytes/µs = MB/s
+        return summarise([r["bytes"] / us for r in raw["rounds"] for us in r[f"samples_us_{size}"]])
 
     return extract
 
 
 def _startup(field: str, scale: float, requires: str = "") -> Callable[[Raw], Summary]:
-    """A figure of each startup run (``requires``: only runs that got that far, e.g. an answer)."""
+    """A figure of each startup process (``requires``: only those that got that far, e.g. an answer)."""
 
     def extract(raw: Raw) -> Summary:
-        values = [run[field] for run in raw["runs"] if field in run and (not requires or requires in run)]
+        values = [run[field] for run in raw["rounds"] if field in run and (not requires or requires in run)]
         if not values:
             raise NotApplicable(field)
         return summarise(values, scale)
@@ -72,11 +83,18 @@ def _startup(field: str, scale: float, requires: str = "") -> Callable[[Raw], Su
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("import_ms", "startup", "`import X` (new process)", "ms", "lower", _startup("import_s", 1e3)),
+    Metric(
+        "import_ms",
+        "startup",
+        "import, as users write it (new process)",
+        "ms",
+        "lower",
+        _startup("import_s", 1e3),
+    ),
     Metric(
         "import_rss_mb",
         "startup",
-        "peak RSS after `import X`",
+        "peak RSS after the import",
         "MB",
         "lower",
         _startup("import_peak_rss", 1e-6),

@@ -2,6 +2,8 @@
 
 Timed scenarios stop at a time budget as well as a run count, so a slow framework gets fewer
 samples rather than stretching ``--quick`` (about one minute once the venvs exist) past its budget.
+A scenario runs in several rounds (new processes, interleaved with the other frameworks' rounds, see
+docs/decisions/0015-benchmark-method.md); :func:`per_round` splits its runs and budget between them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMPARED", "PYFLUE_ONLY", "SCENARIOS", "Scenario", "params_for"]
+__all__ = ["COMPARED", "PYFLUE_ONLY", "ROUNDS", "SCENARIOS", "Scenario", "params_for", "per_round"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ COMPARED = tuple(s.name for s in SCENARIOS if not s.pyflue_only)
 PYFLUE_ONLY = tuple(s.name for s in SCENARIOS if s.pyflue_only)
 
 _FULL: dict[str, dict[str, Any]] = {
-    "startup": {"runs": 7, "warmup": 1},
+    "startup": {"runs": 7, "warmup": 1, "analysis_runs": 5},
     "text": {"warmup": 50, "min_runs": 100, "max_runs": 3000, "budget_s": 5.0},
     "tool": {"warmup": 50, "min_runs": 100, "max_runs": 3000, "budget_s": 5.0},
     "stream": {"warmup": 10, "min_runs": 30, "max_runs": 1000, "budget_s": 5.0, "deltas": 200},
@@ -46,7 +48,7 @@ _FULL: dict[str, dict[str, Any]] = {
 }
 
 _QUICK: dict[str, dict[str, Any]] = {
-    "startup": {"runs": 1, "warmup": 0},
+    "startup": {"runs": 1, "warmup": 0, "analysis_runs": 1},
     "text": {"warmup": 10, "min_runs": 15, "max_runs": 1000, "budget_s": 0.4},
     "tool": {"warmup": 10, "min_runs": 15, "max_runs": 1000, "budget_s": 0.4},
     "stream": {"warmup": 3, "min_runs": 8, "max_runs": 300, "budget_s": 0.4, "deltas": 200},
@@ -58,5 +60,21 @@ _QUICK: dict[str, dict[str, Any]] = {
 }
 
 
+# Rounds of every scenario but startup (whose new processes are its rounds: ``runs`` + ``warmup``).
+ROUNDS = {"full": 3, "quick": 1}
+# Divided between the rounds; everything else (warm-up, sizes, conversation counts) holds per round.
+_SPLIT = ("min_runs", "max_runs", "budget_s", "repeats")
+
+
 def params_for(scenario: str, quick: bool) -> dict[str, Any]:
     return dict((_QUICK if quick else _FULL)[scenario])
+
+
+def per_round(params: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """One round's share of a scenario's runs and time budget (counts rounded up, at least one)."""
+    share = dict(params)
+    for key in _SPLIT:
+        if key in share:
+            value = share[key] / rounds
+            share[key] = value if isinstance(share[key], float) else max(1, -(-share[key] // rounds))
+    return share

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .frameworks import FLOOR, Framework
+from . import imports
+from .frameworks import BARE, FLOOR, Framework
 from .metrics import METRICS
 
 __all__ = ["markdown", "read", "update_docs", "write"]
 
-TIMES, DASH = "\u00d7", "\u2013"  # multiplication sign, en dash (escaped: they look like x and -)
+# multiplication sign, en dash, division sign (escaped: they look like x, - and a plus)
+TIMES, DASH, DIVIDE = "\u00d7", "\u2013", "\u00f7"
 
 Figures = dict[str, dict[str, dict[str, Any]]]
 
@@ -49,7 +51,7 @@ def _compared_table(figures: Figures, frameworks: list[Framework]) -> list[str]:
         "|---|---|---|" + "---|" * len(columns),
     ]
     rows = [(m.key, m.title, m.unit, m.better) for m in METRICS if not m.pyflue_only]
-    rows.insert(1, ("import_vs_floor", "`import X` ÷ floor", TIMES, "lower"))
+    rows.insert(1, ("import_vs_floor", "import ÷ floor (same run)", TIMES, "lower"))
     for key, title, unit, better in rows:
         row = figures.get(key)
         if not row:
@@ -61,6 +63,24 @@ def _compared_table(figures: Figures, frameworks: list[Framework]) -> list[str]:
                 cell = {"status": "ok", "median": cell["median"]}
             cells.append(_cell(cell, f.name == "pyflue"))
         lines.append(f"| {title} | {unit} | {better} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _imports_table(figures: Figures, frameworks: list[Framework]) -> list[str]:
+    """What each entry's startup imports, its time, and that time over the floor's."""
+    imports_ms, vs_floor = figures.get("import_ms", {}), figures.get("import_vs_floor", {})
+    lines = [
+        f"| entry | statement timed | ms, median (p10{DASH}p90) | {DIVIDE} floor |",
+        "|---|---|---|---|",
+    ]
+    for f in [*frameworks, BARE, FLOOR]:
+        cell = imports_ms.get(f.name)
+        if cell is None:
+            continue
+        ratio = vs_floor.get(f.name, {}).get("median")
+        shown = {k: v for k, v in cell.items() if k != "ratio_to_pyflue"}
+        ratio_text = f"{ratio:.2f}" if ratio is not None else ""
+        lines.append(f"| {f.label} | `{f.import_statement}` | {_cell(shown, True)} | {ratio_text} |")
     return lines
 
 
@@ -108,22 +128,36 @@ def _notes(figures: Figures, frameworks: list[Framework]) -> list[str]:
 
 
 def markdown(
-    meta: dict[str, Any], figures: Figures, targets: list[dict[str, Any]], frameworks: list[Framework]
+    meta: dict[str, Any],
+    figures: Figures,
+    targets: list[dict[str, Any]],
+    frameworks: list[Framework],
+    breakdown: dict[str, Any] | None = None,
 ) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    load = meta["load_average"]
     out = [
-        f"# Benchmarks — {meta['date']} ({meta['mode']} mode)",
+        f"# Benchmarks {DASH} {meta['date']} ({meta['mode']} mode)",
         "",
         f"Python {meta['python']}, {meta['cpus']} CPUs, {meta['platform']}; commit `{meta['commit']}`; "
-        f"load average {meta['load_average'][0]} before, {meta['load_average'][1]} after; "
+        f"{meta.get('rounds', 1)} round(s) per scenario, interleaved across frameworks (seed "
+        f"{meta.get('seed', 0)}); 1-minute load average {load[0]} before, {load[1]} after; "
         f"{meta['elapsed_s']:.0f} s.",
         f"Versions: {versions}.",
         "",
-        f"Cells: median (p10{DASH}p90) **{TIMES}ratio**, the ratio being *that framework's median ÷ "
+        "Absolute figures depend on the machine and on its load while the run lasted; the ratios, "
+        "measured side by side in the same run, are what to compare.",
+        "",
+        f"Cells: median (p10{DASH}p90) **{TIMES}ratio**, the ratio being *that framework's median {DIVIDE} "
         "PyFlue's*; `better` says which way wins. n/a: the framework cannot do it (see notes).",
         "",
         *_compared_table(figures, frameworks),
     ]
+    import_rows = _imports_table(figures, frameworks)
+    if len(import_rows) > 2:
+        out += ["", "## Imports", "", *import_rows]
+    if breakdown:
+        out += ["", "## Where PyFlue's import time goes", "", *imports.render(breakdown)]
     pyflue_only = _pyflue_table(figures)
     if len(pyflue_only) > 2:
         out += ["", "## PyFlue only", "", *pyflue_only]
@@ -134,10 +168,10 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
-def read(directory: Path) -> tuple[dict[str, Any], Figures, list[dict[str, Any]]]:
-    """``meta``, ``figures`` and ``targets`` of a ``latest.json`` written by :func:`write`."""
+def read(directory: Path) -> tuple[dict[str, Any], Figures, list[dict[str, Any]], dict[str, Any] | None]:
+    """``meta``, ``figures``, ``targets`` and the import breakdown of a ``latest.json``."""
     document = json.loads((directory / "latest.json").read_text())
-    return document["meta"], document["figures"], document["targets"]
+    return document["meta"], document["figures"], document["targets"], document.get("import_breakdown")
 
 
 def write(
@@ -146,12 +180,13 @@ def write(
     figures: Figures,
     targets: list[dict[str, Any]],
     frameworks: list[Framework],
+    breakdown: dict[str, Any] | None = None,
 ) -> str:
     """Writes both files; returns the markdown."""
     directory.mkdir(parents=True, exist_ok=True)
-    document = {"meta": meta, "figures": figures, "targets": targets}
+    document = {"meta": meta, "figures": figures, "targets": targets, "import_breakdown": breakdown}
     (directory / "latest.json").write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
-    text = markdown(meta, figures, targets, frameworks)
+    text = markdown(meta, figures, targets, frameworks, breakdown)
     (directory / "latest.md").write_text(text)
     return text
 

@@ -86,7 +86,7 @@ def run_startup(framework: Framework, timeout: float = 300.0) -> dict[str, Any]:
     results, wall = _call(
         framework, ["startup", framework.adapter, spec, framework.import_statement], timeout
     )
-    result = results.get("__process__") or results["startup"]
+    result: dict[str, Any] = results.get("__process__") or results["startup"]
     if result.get("status") == "ok":
         result["process_wall_s"] = wall
     return result
