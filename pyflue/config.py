@@ -50,7 +50,7 @@ class CompactionConfig(BaseModel):
     automatic compaction off; ``session.compact()`` still works.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     enabled: bool = True
     context_window_tokens: int | None = Field(default=None, gt=0)
@@ -69,7 +69,7 @@ class AgentProfile(BaseModel):
     distinct names. ``None`` means "not set": inherited from the parent when used as a subagent.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True, defer_build=True)
 
     name: str
     description: str = ""
@@ -169,7 +169,7 @@ class AgentConfig(BaseModel):
     """The keys an agent config may have. Unknown keys and wrong types raise ``ConfigError``
     naming the key and the agent."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
     model: Any = None
     instructions: str | Callable[..., Any] | None = None

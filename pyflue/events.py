@@ -68,7 +68,7 @@ BUILTIN_TYPES = frozenset(
 class EventModel(BaseModel):
     """The envelope's JSON schema and validation (the wire and storage form of :class:`Event`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: str
     event_id: str
