@@ -15,11 +15,24 @@ from pathlib import Path
 
 from ..exits import COMPLETED, CliError
 
-__all__ = ["run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
+
+HELP = "create a new example project"
+DESCRIPTION = """\
+Write a small, commented example project into NAME (a new or empty directory): an agent
+with a tool, a reviewer profile it delegates to, and a workflow that uses both. It runs
+offline on the `test` model until ANTHROPIC_API_KEY is set."""
+EXAMPLES = """\
+pyflue init my-project
+  pyflue init .                  # the current directory, if empty"""
 
 # Stored without the leading dot so packaging tools never mistake it for the package's own.
 _RENAMES = {"gitignore": ".gitignore"}
 _SKIP = {"__pycache__", ".pyflue"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="directory to create (or an empty one to fill)")
 
 
 def run(args: argparse.Namespace) -> int:
