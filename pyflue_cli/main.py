@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_command(args.command).run(args))
     except KeyboardInterrupt:
         # Before the command could arrange its own handling (e.g. while importing): nothing ran.
-        print("pyflue: interrupted", file=sys.stderr)
+        print_error("interrupted")
         return INTERRUPTED
     except BrokenPipeError:
         # `pyflue logs ... | head`: the reader left. Not an error; silence Python's own complaint.

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.resources import files
-from importlib.resources.abc import Traversable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..exits import COMPLETED, CliError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+    from pathlib import Path
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
 
@@ -36,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `pyflue --help` imports every command module.
+    from importlib.resources import files
+    from pathlib import Path
+
     target = Path(args.name)
     if target.exists() and not target.is_dir():
         raise CliError(f"{args.name!r} exists and is not a directory")

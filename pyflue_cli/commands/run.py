@@ -15,7 +15,6 @@ from typing import Any
 
 from ..arguments import output_flags
 from ..exits import COMPLETED, FAILED, one_line, print_error
-from ..payload import read_payload
 from ..views import Mode, choose_mode, event_view, note_offline_model
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
@@ -54,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..payload import read_payload
+
     payload = read_payload(args.payload)  # a bad payload fails before the core is even imported
     mode = choose_mode(args)
     import anyio
