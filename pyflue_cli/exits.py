@@ -1,14 +1,22 @@
 """Exit codes, and how an error becomes one readable line.
 
-Scripts branch on the exit code, so it says *why* the command stopped: the run failed (1), the
-command could not be carried out as asked (2: bad arguments or input, unknown names, a missing key),
-or the user pressed Ctrl-C (130). Tracebacks are for ``--verbose`` only: an error on stderr is one
-line, its type and its message, so it can be grepped and shown in a CI log as it is.
+Scripts branch on the exit code, so it says *why* the command stopped:
+
+- 0: the command did what was asked (for ``run``: the run completed);
+- 1: a run was recorded and did not complete (failed, cancelled, timed out): it exists, and
+  ``pyflue logs RUN_ID`` shows why; for ``agents`` / ``workflows``: a file failed to import;
+- 2: nothing ran, so nothing was recorded: bad arguments or input, unknown names, no project, a
+  missing key noticed before a run began;
+- 130 / 143: interrupted by SIGINT / SIGTERM.
+
+Tracebacks are for ``--verbose`` only: an error on stderr is one line, its type and its message, so
+it can be grepped and shown in a CI log as it is.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 __all__ = [
@@ -19,6 +27,8 @@ __all__ = [
     "CliError",
     "exit_code_for",
     "one_line",
+    "print_error",
+    "print_note",
 ]
 
 COMPLETED = 0
@@ -26,8 +36,8 @@ FAILED = 1
 USAGE = 2
 INTERRUPTED = 130
 
-# Error types (by class name, as they cross the run store) that mean "the input or the setup is
-# wrong" rather than "the run broke": the command exits 2 for them, like a usage error.
+# Exceptions (matched by class name, any base) that stop a command before anything ran because the
+# input or the setup is wrong: the command exits 2 for them, like a usage error.
 _USAGE_ERRORS = frozenset(
     {
         "ConfigError",
@@ -47,21 +57,13 @@ class CliError(Exception):
         self.code = code
 
 
-def exit_code_for(error: BaseException | dict[str, Any] | None) -> int:
-    """The exit code of a command that stopped on ``error`` (an exception or an error payload)."""
-    if error is None:
-        return COMPLETED
+def exit_code_for(error: BaseException) -> int:
+    """The exit code of a command that stopped on ``error`` before it recorded anything."""
     if isinstance(error, CliError):
         return error.code
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED
-    if isinstance(error, dict):
-        return USAGE if error.get("type") in _USAGE_ERRORS else FAILED
-    return USAGE if _is_usage_error(type(error)) else FAILED
-
-
-def _is_usage_error(cls: type) -> bool:
-    return any(base.__name__ in _USAGE_ERRORS for base in cls.__mro__)
+    return USAGE if any(base.__name__ in _USAGE_ERRORS for base in type(error).__mro__) else FAILED
 
 
 def one_line(error: BaseException | dict[str, Any]) -> str:
@@ -75,6 +77,19 @@ def one_line(error: BaseException | dict[str, Any]) -> str:
         kind = type(error).__name__
         message = str(error)
     return f"{kind}: {_fold(message)}" if message else kind
+
+
+def print_error(line: str, traceback: str | None = None) -> None:
+    """``pyflue: <line>`` on stderr; a traceback (``--verbose``) comes first, so the last line of
+    stderr is always the summary."""
+    if traceback:
+        sys.stderr.write(traceback if traceback.endswith("\n") else traceback + "\n")
+    print(f"pyflue: {line}", file=sys.stderr)
+
+
+def print_note(text: str) -> None:
+    """``pyflue: note: <text>`` on stderr: something a person should know, never an error."""
+    print(f"pyflue: note: {text}", file=sys.stderr)
 
 
 def _fold(text: str) -> str:

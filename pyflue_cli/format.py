@@ -5,15 +5,17 @@
 just enough state to lay the stream out: how deep each operation is nested (subagent tasks are
 indented under the operation that started them, by ``parent_id``), the text streamed so far per
 operation (printed a line at a time, so concurrent tasks never interleave mid-line), and what is
-happening right now (for the spinner).
+running right now: every model call, tool call, subagent task and compaction in progress, each
+its own line under the spinner, so concurrent tools are all visible while they run.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from .jsontext import dumps, record_fields
 
 __all__ = ["Activity", "EventFormatter", "Line", "Summary", "format_duration", "format_tokens"]
 
@@ -28,7 +30,7 @@ class Line(NamedTuple):
 
 @dataclass(slots=True)
 class Activity:
-    """Something in progress, shown next to the spinner."""
+    """Something in progress, shown with a spinner until it ends."""
 
     label: str
     started: float
@@ -49,8 +51,8 @@ class Summary:
     @classmethod
     def of_run(cls, record: Any, models: list[str] | None = None) -> Summary:
         """The summary of a stored run record (when its ``run_end`` was not among the events read)."""
-        usage = record.usage.to_dict() if hasattr(record.usage, "to_dict") else dict(record.usage or {})
-        return cls(record.status, record.duration_ms, usage, models or [], record.error, record.run_id)
+        data = record_fields(record, ("status", "duration_ms", "usage", "error", "run_id"))
+        return cls(models=models or [], **data)
 
     def line(self) -> Line:
         mark = {"completed": "✓", "failed": "✗", "cancelled": "■", "interrupted": "■"}.get(self.status, "•")
@@ -78,22 +80,25 @@ class EventFormatter:
         self._depth: dict[str, int] = {}
         self._buffers: dict[str, str] = {}
         self._streamed: set[str] = set()
-        self._activities: dict[str, Activity] = {}
+        self._scopes: dict[str, Activity] = {}  # the run and its operations: what holds the rest
+        self._activities: dict[str, Activity] = {}  # model calls, tools, tasks, compaction
         self._models: list[str] = []
+        self.providers: set[str] = set()
         self.summary: Summary | None = None
         self.run_id: str | None = None
         self.workflow: str | None = None
-        self.started = time.monotonic()
         self.last_operation_end: dict[str, Any] | None = None
 
     # -- state exposed to views --------------------------------------------------------------------
 
-    @property
-    def activity(self) -> Activity | None:
-        """The most recent thing still in progress, if any."""
-        if not self._activities:
-            return None
-        return max(self._activities.values(), key=lambda a: a.started)
+    def running(self) -> list[Activity]:
+        """What is in progress, oldest first: every model call, tool call, task and compaction, or,
+        between those, the innermost operation (or the run) that is still going."""
+        if self._activities:
+            return sorted(self._activities.values(), key=lambda a: a.started)
+        if self._scopes:
+            return [max(self._scopes.values(), key=lambda a: a.started)]
+        return []
 
     def pending(self) -> list[Line]:
         """Streamed text not yet ended by a newline (the live view shows it under the log)."""
@@ -131,13 +136,14 @@ class EventFormatter:
     def _on_run_start(self, event: Any, data: dict[str, Any]) -> list[Line]:
         self.run_id = event.run_id
         self.workflow = data.get("workflow")
-        self._activities["run"] = Activity(f"running {self.workflow or 'workflow'}", time.monotonic())
+        self._scopes["run"] = Activity(f"running {self.workflow or 'workflow'}", time.monotonic())
         if not self.show_header:
             return []
         return [Line(0, "header", f"▶ {self.workflow}  {event.run_id}")]
 
     def _on_run_end(self, event: Any, data: dict[str, Any]) -> list[Line]:
         lines = self.flush()
+        self._scopes.clear()
         self._activities.clear()
         self.summary = Summary(
             status=str(data.get("status", "completed")),
@@ -147,8 +153,11 @@ class EventFormatter:
             error=data.get("error"),
             run_id=event.run_id,
         )
-        if data.get("error") and self.show_run_error:
-            lines.append(Line(0, "error", _error(data["error"])))
+        error = data.get("error")
+        if error and self.show_run_error:
+            lines.append(Line(0, "error", _error(error)))
+            trace = error.get("traceback") if isinstance(error, dict) else None
+            lines += [Line(1, "traceback", line) for line in str(trace or "").rstrip().splitlines()]
         return lines
 
     def _on_log(self, event: Any, data: dict[str, Any]) -> list[Line]:
@@ -162,7 +171,7 @@ class EventFormatter:
         depth = self._depth_of(event)
         kind = data.get("kind", "prompt")
         who = event.agent or "agent"
-        self._activities[event.operation_id or "?"] = Activity(f"{who}: {kind}", time.monotonic(), depth)
+        self._scopes[event.operation_id or "?"] = Activity(f"{who}: {kind}", time.monotonic(), depth)
         if event.parent_id:  # a subagent task's own operation: task_start named it; show its input
             return [Line(depth, "dim", f"« {_short(data.get('input'), _TEXT_PREVIEW)} »")]
         where = [
@@ -180,7 +189,7 @@ class EventFormatter:
         text = data.get("text")
         if text and op not in self._streamed:
             lines += [Line(depth, "text", line) for line in str(text).splitlines()]
-        self._activities.pop(op, None)
+        self._scopes.pop(op, None)
         if depth == 0:
             self.last_operation_end = data
         status = data.get("status", "completed")
@@ -192,6 +201,8 @@ class EventFormatter:
     def _on_model_start(self, event: Any, data: dict[str, Any]) -> list[Line]:
         provider, name = data.get("provider"), data.get("model")
         model = f"{provider}/{name}" if provider and provider != name else str(name)
+        if provider:
+            self.providers.add(str(provider))
         if model not in self._models:
             self._models.append(model)
         key = f"model:{event.operation_id}"
@@ -217,14 +228,14 @@ class EventFormatter:
         return []
 
     def _on_tool_start(self, event: Any, data: dict[str, Any]) -> list[Line]:
-        key = f"tool:{data.get('call_id')}"
         label = f"{data.get('tool')}({_args(data.get('args'))})"
-        self._activities[key] = Activity(f"tool {label}", time.monotonic(), self._depth_of(event))
+        self._activities[_tool_key(event, data)] = Activity(
+            f"tool {label}", time.monotonic(), self._depth_of(event)
+        )
         return []
 
     def _on_tool_end(self, event: Any, data: dict[str, Any]) -> list[Line]:
-        key = f"tool:{data.get('call_id')}"
-        self._activities.pop(key, None)
+        self._activities.pop(_tool_key(event, data), None)
         depth = self._depth_of(event)
         lines = self._flush_text(event.operation_id or "?")
         took = format_duration(data.get("duration_ms"))
@@ -241,9 +252,14 @@ class EventFormatter:
         if child:
             self._depth[child] = depth + 1
         agent = data.get("agent")
+        if data.get("call_id"):  # started by the `task` tool: the task's line replaces the tool's
+            self._activities.pop(_tool_key(event, data), None)
+        label = f"task {agent}" if agent else "task"
+        self._activities[f"task:{child}"] = Activity(label, time.monotonic(), depth)
         return [Line(depth, "task", f"↳ task {agent}" if agent else "↳ task")]
 
     def _on_task_end(self, event: Any, data: dict[str, Any]) -> list[Line]:
+        self._activities.pop(f"task:{data.get('task_operation_id')}", None)
         depth = self._depth_of(event)
         agent = data.get("agent") or ""
         status = data.get("status", "completed")
@@ -324,6 +340,11 @@ def format_tokens(usage: dict[str, Any] | None) -> str:
     return text
 
 
+def _tool_key(event: Any, data: dict[str, Any]) -> str:
+    """Call ids are unique within an operation only (the test model numbers them per turn)."""
+    return f"tool:{event.operation_id}:{data.get('call_id')}"
+
+
 def _error(error: Any) -> str:
     if isinstance(error, dict):
         kind, message = error.get("type", "Error"), error.get("message", "")
@@ -334,7 +355,7 @@ def _error(error: Any) -> str:
 def _short(value: Any, limit: int) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = value if isinstance(value, str) else dumps(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

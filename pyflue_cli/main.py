@@ -1,8 +1,10 @@
 """``pyflue``: argument parsing, and the one place where errors become exit codes.
 
-Only argparse and this package's small modules are imported here: ``pyflue --help`` must not pay
-for pydantic, httpx or rich. A command's module (``pyflue_cli.commands.<name>``) is imported once
-the command line has been parsed, and the core only inside it.
+A command is one module, ``pyflue_cli.commands.<name>``, with ``HELP`` (one line), ``DESCRIPTION``,
+``EXAMPLES``, ``add_arguments(parser)`` and ``run(args) -> exit code``; adding a command is adding
+its name to :data:`COMMANDS`. Every command module is imported to build the parser, so it imports
+only argparse, the standard library and this package's small modules at the top: ``pyflue --help``
+must not pay for pydantic, httpx, anyio or rich. The core is imported inside ``run``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,20 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import Any, NoReturn
 
-from .exits import COMPLETED, INTERRUPTED, USAGE, CliError, exit_code_for, one_line
+from .exits import COMPLETED, INTERRUPTED, USAGE, CliError, exit_code_for, one_line, print_error
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The commands, in the order ``pyflue --help`` lists them (module ``pyflue_cli.commands.<name>``).
+COMMANDS = (
+    "init",
+    "run",
+    "runs",
+    "logs",
+    "prompt",
+    "agents",
+    "workflows",
+)
 
 _DESCRIPTION = """\
 PyFlue: agents and observable workflows.
@@ -32,69 +45,10 @@ examples:
   pyflue logs workflow:summarize:01J... --follow
   pyflue prompt assistant case-42 "Where is my order?" --session billing
 
-exit codes: 0 completed, 1 the run failed, 2 usage or input error, 130 interrupted (Ctrl-C).
-PYFLUE_MODEL=test runs any project offline. Docs: docs/cli.md.
+exit codes: 0 completed; 1 the run failed (it is recorded: pyflue logs RUN_ID shows it);
+2 nothing ran (usage, input or setup error); 130 interrupted (Ctrl-C).
+PYFLUE_MODEL=test runs any project offline. `pyflue COMMAND --help` shows a command's options.
 """
-
-# name -> (one-line help, description, examples)
-_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "init": (
-        "create a new example project",
-        "Write a small, commented example project into NAME (a new or empty directory): an agent\n"
-        "with a tool, a reviewer profile it delegates to, and a workflow that uses both. It runs\n"
-        "offline on the `test` model until ANTHROPIC_API_KEY is set.",
-        "pyflue init my-project\n  pyflue init .                  # the current directory, if empty",
-    ),
-    "run": (
-        "run a workflow",
-        "Run a workflow of the project and record it in the project's run store.\n"
-        "On a terminal: a live view of the run (text, tool calls, tasks, logs) and a summary.\n"
-        "Otherwise: the result as JSON on stdout; errors on stderr, one line.",
-        'pyflue run summarize --payload \'{"text": "..."}\'\n'
-        "  pyflue run summarize --payload @payload.json\n"
-        '  echo \'{"text": "..."}\' | pyflue run summarize --payload -\n'
-        "  pyflue run summarize --payload '{...}' --json      # {run_id, status, result, ...}\n"
-        "  pyflue run summarize --payload '{...}' --jsonl     # every event, one JSON per line\n"
-        "  PYFLUE_MODEL=test pyflue run summarize --payload '{...}'   # offline",
-    ),
-    "runs": (
-        "list recorded runs",
-        "List the runs recorded in the project's run store, newest first.",
-        "pyflue runs\n"
-        "  pyflue runs --workflow summarize --status failed --limit 20\n"
-        "  pyflue runs --cursor <next cursor printed by the previous page>\n"
-        "  pyflue runs --json",
-    ),
-    "logs": (
-        "show the event log of a run",
-        "Print every recorded event of a run, in order. With --follow, keep printing the events of\n"
-        "a live run (started by any process) until it ends. Ctrl-C stops following; it does not\n"
-        "cancel the run.",
-        "pyflue logs workflow:summarize:01J...\n"
-        "  pyflue logs workflow:summarize:01J... --follow\n"
-        "  pyflue logs workflow:summarize:01J... --jsonl --types tool_start,tool_end",
-    ),
-    "prompt": (
-        "send a message to an agent",
-        "Prompt an agent instance of the project. The conversation is kept in the project's session\n"
-        "store, so the next `pyflue prompt` with the same AGENT, INSTANCE and --session goes on\n"
-        "from where this one ended.",
-        'pyflue prompt assistant case-42 "Where is my order?" --session billing\n'
-        '  echo "Summarise our conversation" | pyflue prompt assistant case-42 - --session billing',
-    ),
-    "agents": (
-        "list the project's agents",
-        "List the agents of the project (agents/*.py) and the files that failed to import.\n"
-        "Exits 1 when a file failed to import.",
-        "pyflue agents\n  pyflue agents --json",
-    ),
-    "workflows": (
-        "list the project's workflows",
-        "List the workflows of the project (workflows/*.py) and the files that failed to import.\n"
-        "Exits 1 when a file failed to import.",
-        "pyflue workflows\n  pyflue workflows --json",
-    ),
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,15 +79,8 @@ def _common() -> _Parser:
     return common
 
 
-def _output_flags(parser: argparse.ArgumentParser, *, jsonl: bool = True) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--json", action="store_true", help="print one JSON object")
-    if jsonl:
-        group.add_argument("--jsonl", action="store_true", help="print every event as one JSON line")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line (cheap: no command module is imported)."""
+    """The whole command line (each command module adds its own arguments)."""
     common = _common()
     parser = _Parser(
         prog="pyflue",
@@ -144,78 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pyflue {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str) -> argparse.ArgumentParser:
-        summary, description, examples = _COMMANDS[name]
-        return commands.add_parser(
+    for name in COMMANDS:
+        module = _command(name)
+        sub = commands.add_parser(
             name,
-            help=summary,
-            description=description,
-            epilog=f"examples:\n  {examples}",
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            epilog=f"examples:\n  {module.EXAMPLES}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
         )
-
-    init = command("init")
-    init.add_argument("name", metavar="NAME", help="directory to create (or an empty one to fill)")
-
-    run = command("run")
-    run.add_argument("workflow", metavar="WORKFLOW", help="the workflow's name (workflows/<name>.py)")
-    run.add_argument(
-        "--payload",
-        "-p",
-        metavar="JSON",
-        help="the payload: inline JSON, @FILE, or - for standard input (default: none)",
-    )
-    mode = run.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--stream",
-        action="store_true",
-        help="show the live view (text, tool calls, tasks, logs) even when stdout is not a terminal",
-    )
-    mode.add_argument("--json", action="store_true", help="print one JSON object: run_id, status, result")
-    mode.add_argument("--jsonl", action="store_true", help="print every event as one JSON line")
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="cancel the run after SECONDS")
-
-    runs = command("runs")
-    runs.add_argument("--workflow", "-w", metavar="NAME", help="only runs of this workflow")
-    runs.add_argument(
-        "--status",
-        "-s",
-        choices=["running", "completed", "failed", "cancelled", "interrupted"],
-        help="only runs with this status",
-    )
-    runs.add_argument("--limit", "-n", type=_positive, default=20, metavar="N", help="at most N runs (20)")
-    runs.add_argument("--cursor", metavar="CURSOR", help="the page after this cursor")
-    _output_flags(runs, jsonl=True)
-
-    logs = command("logs")
-    logs.add_argument("run_id", metavar="RUN_ID", help="the run's id (workflow:<name>:<ulid>)")
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing events until the run ends")
-    logs.add_argument("--types", metavar="T1,T2", help="only these event types (comma-separated)")
-    logs.add_argument("--after-seq", type=int, default=0, metavar="SEQ", help="only events after SEQ")
-    logs.add_argument("--jsonl", action="store_true", help="print every event as one JSON line")
-
-    prompt = command("prompt")
-    prompt.add_argument("agent", metavar="AGENT", help="the agent's name (agents/<name>.py)")
-    prompt.add_argument("instance", metavar="INSTANCE", help="the agent instance's id, e.g. a customer id")
-    prompt.add_argument("message", metavar="MESSAGE", help="the message, or - to read it from standard input")
-    prompt.add_argument("--session", "-s", default="default", metavar="ID", help="session id (default)")
-    _output_flags(prompt)
-
-    for name in ("agents", "workflows"):
-        _output_flags(command(name), jsonl=False)
+        module.add_arguments(sub)
     return parser
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _command(name: str) -> Any:
+    return import_module(f"pyflue_cli.commands.{name.replace('-', '_')}")
 
 
 def _version() -> str:
@@ -236,11 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     _configure_logging(args.verbose)
     try:
-        module: Any = import_module(f"pyflue_cli.commands.{args.command.replace('-', '_')}")
-        return int(module.run(args))
+        return int(_command(args.command).run(args))
     except KeyboardInterrupt:
         # Before the command could arrange its own handling (e.g. while importing): nothing ran.
-        print("pyflue: interrupted", file=sys.stderr)
+        print_error("interrupted")
         return INTERRUPTED
     except BrokenPipeError:
         # `pyflue logs ... | head`: the reader left. Not an error; silence Python's own complaint.
@@ -274,17 +164,17 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def report(exc: BaseException, *, verbose: bool) -> int:
-    """Print ``exc`` as one line on stderr (the traceback first with ``--verbose``)."""
-    if verbose:
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    code = exit_code_for(exc)
+    """Print ``exc`` as one line on stderr (its traceback first with ``--verbose``)."""
     line = one_line(exc)
     if not isinstance(exc, CliError) and type(exc).__module__.split(".")[0] != "pyflue" and not verbose:
         line += " (run with --verbose for the traceback)"
-    print(f"pyflue: {line}", file=sys.stderr)
-    return code
+    trace = None
+    if verbose:
+        import traceback
+
+        trace = "".join(traceback.format_exception(exc))
+    print_error(line, trace)
+    return exit_code_for(exc)
 
 
 def _formatter(verbose: bool) -> Any:

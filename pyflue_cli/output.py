@@ -1,39 +1,20 @@
-"""Plain output: JSON for scripts, and the plain-text view for logs that are not a terminal.
+"""Output without rich: JSON lines of events for scripts, and the plain-text view and tables for a
+log that is not a terminal (or a terminal without the ``cli`` extra).
 
-Nothing here imports rich or the core: a script piping ``pyflue run ... --json`` into ``jq`` pays
+Nothing here imports rich or the core: a script piping ``pyflue run ... --jsonl`` into ``jq`` pays
 only for what it reads.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import IO, Any
 
 from .format import EventFormatter, Line
+from .jsontext import dumps
 
-__all__ = ["JsonlWriter", "PlainView", "dumps", "silence_stdout", "write_json"]
-
-
-def dumps(value: Any, *, indent: int | None = None) -> str:
-    """JSON as a script expects it: UTF-8 text, anything unusual (datetimes) as a string."""
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_default)
-
-
-def _default(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-def write_json(value: Any, stream: IO[str] | None = None) -> None:
-    stream = stream or sys.stdout
-    stream.write(dumps(value) + "\n")
-    stream.flush()
+__all__ = ["JsonlWriter", "PlainView", "plain_table", "silence_stdout"]
 
 
 class JsonlWriter:
@@ -98,6 +79,17 @@ class PlainView:
         if lines:
             self.stream.write("".join("  " * line.depth + line.text + "\n" for line in lines))
             self.stream.flush()
+
+
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    """``rows`` under ``header`` in aligned columns, two spaces apart (the last one unpadded)."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "".join(
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        + "\n"
+        for row in table
+    )
 
 
 def silence_stdout() -> None:

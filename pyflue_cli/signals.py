@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from .exits import print_error
+
 __all__ = ["Interrupts", "cancel_on_signals"]
 
 _REASONS = {signal.SIGINT: "interrupted by Ctrl-C (SIGINT)", signal.SIGTERM: "terminated (SIGTERM)"}
@@ -53,7 +55,7 @@ async def cancel_on_signals(
                 ready.set()
                 async for signum in signals:
                     if seen.signum is not None:
-                        sys.stderr.write("pyflue: interrupted again; exiting now\n")
+                        print_error("interrupted again; exiting now")
                         sys.stderr.flush()
                         os._exit(128 + int(signum))
                     seen.signum = int(signum)

@@ -9,20 +9,39 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.resources import files
-from importlib.resources.abc import Traversable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..exits import COMPLETED, CliError
 
-__all__ = ["run"]
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+    from pathlib import Path
+
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
+
+HELP = "create a new example project"
+DESCRIPTION = """\
+Write a small, commented example project into NAME (a new or empty directory): an agent
+with a tool, a reviewer profile it delegates to, and a workflow that uses both. It runs
+offline on the `test` model until ANTHROPIC_API_KEY is set."""
+EXAMPLES = """\
+pyflue init my-project
+  pyflue init .                  # the current directory, if empty"""
 
 # Stored without the leading dot so packaging tools never mistake it for the package's own.
 _RENAMES = {"gitignore": ".gitignore"}
 _SKIP = {"__pycache__", ".pyflue"}
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="directory to create (or an empty one to fill)")
+
+
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `pyflue --help` imports every command module.
+    from importlib.resources import files
+    from pathlib import Path
+
     target = Path(args.name)
     if target.exists() and not target.is_dir():
         raise CliError(f"{args.name!r} exists and is not a directory")

@@ -11,10 +11,17 @@ import argparse
 import sys
 from typing import Any
 
-from ..exits import COMPLETED, FAILED
-from ..views import choose_mode
+from ..arguments import output_flags
+from ..exits import COMPLETED, FAILED, print_error
+from ..views import choose_mode, print_table
 
-__all__ = ["run_listing"]
+__all__ = ["add_listing_arguments", "run_listing"]
+
+
+def add_listing_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
+    output_flags(
+        parser, json=f'print one JSON object: {{"{kind}": [{{"name", "description"}}], "errors": [...]}}'
+    )
 
 
 def run_listing(args: argparse.Namespace, kind: str) -> int:
@@ -27,34 +34,21 @@ def run_listing(args: argparse.Namespace, kind: str) -> int:
     errors = {e.name: str(e) for e in project.errors.values() if e.kind == singular}
     mode = choose_mode(args, machine="quiet")
     if mode == "json":
-        from ..output import write_json
+        from ..jsontext import write_json
 
         write_json({kind: rows, "errors": [{"name": n, "error": e} for n, e in sorted(errors.items())]})
-    elif mode == "live":
-        _table(rows, kind)
-    else:
+    elif mode == "quiet":
         sys.stdout.write("".join(f"{r['name']}\t{r['description']}\n" for r in rows))
+    elif rows:
+        print_table(mode, ["name", "description"], [[r["name"], r["description"]] for r in rows])
+    else:
+        print(f"no {kind}")
+    sys.stdout.flush()
     for name, error in sorted(errors.items()):
-        print(f"pyflue: {name}: import failed: {error}", file=sys.stderr)
+        print_error(f"{name}: import failed: {error}")
     return FAILED if errors else COMPLETED
 
 
 def _description(item: Any) -> str:
     text = getattr(item, "description", None) or ""
     return " ".join(str(text).strip().splitlines()[0].split()) if text else ""
-
-
-def _table(rows: list[dict[str, Any]], kind: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    if not rows:
-        console.print(f"no {kind}")
-        return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("name", style="cyan", no_wrap=True)
-    table.add_column("description", overflow="fold")
-    for row in rows:
-        table.add_row(row["name"], row["description"])
-    console.print(table)

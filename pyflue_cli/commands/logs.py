@@ -1,7 +1,8 @@
 """``pyflue logs RUN_ID``: a run's recorded events, in order; ``--follow`` waits for the rest.
 
 The events come from the store, written by whichever process runs the workflow, so a run started
-in one terminal can be watched from another. Ctrl-C stops following; it never cancels the run.
+in one terminal can be watched from another. Ctrl-C stops following; it never cancels the run. A
+failed run's traceback is part of its ``run_end`` (the error's ``traceback``), shown under it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,27 @@ from typing import Any
 from ..exits import COMPLETED, INTERRUPTED
 from ..views import Mode, choose_mode, event_view
 
-__all__ = ["run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
+
+HELP = "show the event log of a run"
+DESCRIPTION = """\
+Print every recorded event of a run, in order (a failed run's traceback with its end). With
+--follow, keep printing the events of a live run (started by any process) until it ends. Ctrl-C
+stops following; it does not cancel the run."""
+EXAMPLES = """\
+pyflue logs workflow:summarize:01J...
+  pyflue logs workflow:summarize:01J... --follow
+  pyflue logs workflow:summarize:01J... --jsonl --types tool_start,tool_end"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN_ID", help="the run's id (workflow:<name>:<ulid>)")
+    parser.add_argument("--follow", "-f", action="store_true", help="keep printing events until the run ends")
+    parser.add_argument("--types", metavar="T1,T2", help="only these event types (comma-separated)")
+    parser.add_argument("--after-seq", type=int, default=0, metavar="SEQ", help="only events after SEQ")
+    parser.add_argument(
+        "--jsonl", action="store_true", help="print every event as one JSON line, even on a terminal"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

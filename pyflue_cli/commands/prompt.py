@@ -9,12 +9,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from typing import Any
 
-from ..exits import COMPLETED, CliError
-from ..views import Mode, choose_mode, event_view
+from ..arguments import output_flags
+from ..exits import COMPLETED, CliError, print_error
+from ..views import Mode, choose_mode, event_view, note_offline_model
 
-__all__ = ["run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
+
+HELP = "send a message to an agent"
+DESCRIPTION = """\
+Prompt an agent instance of the project. The conversation is kept in the project's session
+store, so the next `pyflue prompt` with the same AGENT, INSTANCE and --session goes on
+from where this one ended."""
+EXAMPLES = """\
+pyflue prompt assistant case-42 "Where is my order?" --session billing
+  echo "Summarise our conversation" | pyflue prompt assistant case-42 - --session billing"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("agent", metavar="AGENT", help="the agent's name (agents/<name>.py)")
+    parser.add_argument("instance", metavar="INSTANCE", help="the agent instance's id, e.g. a customer id")
+    parser.add_argument("message", metavar="MESSAGE", help="the message, or - to read it from standard input")
+    parser.add_argument("--session", "-s", default="default", metavar="ID", help="session id (default)")
+    output_flags(
+        parser,
+        json="print one JSON object: the answer's text, operation_id, usage, ...",
+        jsonl="print every event of the prompt as one JSON line, as it happens",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +63,7 @@ async def _prompt(args: argparse.Namespace, message: str, mode: Mode) -> int:
     agent = lookup(project, "agent", args.agent)
     view = event_view(mode, show_header=False)
     result: Any = None
-    with view if view is not None else _null():
+    with view if view is not None else nullcontext():
         harness = await init(
             agent, id=args.instance, name=args.agent, on_event=view, session_store=project.session_store
         )
@@ -49,14 +72,15 @@ async def _prompt(args: argparse.Namespace, message: str, mode: Mode) -> int:
             async with cancel_on_signals(scope) as interrupts:
                 result = await session.prompt(message)
     if result is None:
-        print(f"pyflue: interrupted; the prompt to {args.agent} was aborted", file=sys.stderr)
+        print_error(f"interrupted; the prompt to {args.agent} was aborted")
         return interrupts.exit_code
     _output(result, mode, view, args)
+    note_offline_model(mode, view)
     return COMPLETED
 
 
 def _output(result: Any, mode: Mode, view: Any, args: argparse.Namespace) -> None:
-    from ..output import write_json
+    from ..jsontext import write_json
 
     if mode == "json":
         write_json(
@@ -84,9 +108,3 @@ def _output(result: Any, mode: Mode, view: Any, args: argparse.Namespace) -> Non
         )
         view.print_summary()
     sys.stdout.flush()
-
-
-def _null() -> Any:
-    from contextlib import nullcontext
-
-    return nullcontext()

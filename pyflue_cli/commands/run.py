@@ -2,7 +2,8 @@
 
 The run itself is the core's (``invoke_workflow``): it records the run and every event in the
 project's store. This command picks the output, turns Ctrl-C into a clean cancellation, and maps
-the final record to an exit code.
+the final record to an exit code: a recorded run exits 0 when it completed and 1 otherwise (it
+exists, and ``pyflue logs`` shows it); 2 is kept for what stopped before a run was recorded.
 """
 
 from __future__ import annotations
@@ -12,14 +13,48 @@ import sys
 from contextlib import nullcontext
 from typing import Any
 
-from ..exits import COMPLETED, FAILED, exit_code_for, one_line
-from ..payload import read_payload
-from ..views import Mode, choose_mode, event_view
+from ..arguments import output_flags
+from ..exits import COMPLETED, FAILED, one_line, print_error
+from ..views import Mode, choose_mode, event_view, note_offline_model
 
-__all__ = ["run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
+
+HELP = "run a workflow"
+DESCRIPTION = """\
+Run a workflow of the project and record it in the project's run store.
+On a terminal: a live view of the run (text, tool calls, tasks, logs) and a summary.
+Otherwise: the result as JSON on stdout; errors on stderr, one line (-v: the traceback first)."""
+EXAMPLES = """\
+pyflue run summarize --payload '{"text": "..."}'
+  pyflue run summarize --payload @payload.json
+  echo '{"text": "..."}' | pyflue run summarize --payload -
+  pyflue run summarize --payload '{...}' --json      # {run_id, status, result, ...}
+  pyflue run summarize --payload '{...}' --jsonl     # every event, one JSON per line
+  PYFLUE_MODEL=test pyflue run summarize --payload '{...}'   # offline"""
+
+_RESULT_KEYS = ("run_id", "workflow", "status", "result", "error", "duration_ms", "usage")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workflow", metavar="WORKFLOW", help="the workflow's name (workflows/<name>.py)")
+    parser.add_argument(
+        "--payload",
+        "-p",
+        metavar="JSON",
+        help="the payload: inline JSON, @FILE, or - for standard input (default: none, i.e. {})",
+    )
+    output_flags(
+        parser,
+        stream="show the live view (text, tool calls, tasks, logs) even when stdout is not a terminal",
+        json="print one JSON object when the run ends: run_id, status, result, error, ...",
+        jsonl="print every event of the run as one JSON line, as it happens",
+    )
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="cancel the run after SECONDS")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..payload import read_payload
+
     payload = read_payload(args.payload)  # a bad payload fails before the core is even imported
     mode = choose_mode(args)
     import anyio
@@ -57,29 +92,19 @@ async def _run(args: argparse.Namespace, payload: Any, mode: Mode) -> int:
     if record is None:  # cancelled by a signal: the core recorded the run before unwinding
         with anyio.CancelScope(shield=True):
             record = await get_run(run_id, project=project)
-    return _finish(record, mode, view, interrupts.exit_code if interrupts else None)
+    code = _finish(record, mode, view, interrupts.exit_code if interrupts else None, args.verbose)
+    if code == COMPLETED:
+        note_offline_model(mode, view)
+    return code
 
 
-def _finish(record: Any, mode: Mode, view: Any, signal_code: int | None) -> int:
+def _finish(record: Any, mode: Mode, view: Any, signal_code: int | None, verbose: bool) -> int:
+    from ..jsontext import record_fields, write_json
+
     status = record.status
-    error = record.error
     if mode == "json":
-        from ..output import write_json
-
-        write_json(
-            {
-                "run_id": record.run_id,
-                "workflow": record.workflow,
-                "status": status,
-                "result": record.result,
-                "error": error,
-                "duration_ms": record.duration_ms,
-                "usage": record.usage.to_dict() if hasattr(record.usage, "to_dict") else record.usage,
-            }
-        )
+        write_json(record_fields(record, _RESULT_KEYS))
     elif mode == "quiet" and status == "completed":
-        from ..output import write_json
-
         write_json(record.result)
     elif mode in ("live", "plain"):
         if status == "completed":
@@ -89,13 +114,14 @@ def _finish(record: Any, mode: Mode, view: Any, signal_code: int | None) -> int:
     if status == "completed":
         return COMPLETED
     if signal_code is not None:
-        print(f"pyflue: interrupted; run {record.run_id} {status}", file=sys.stderr)
+        print_error(f"interrupted; run {record.run_id} {status}")
         return signal_code
+    error = record.error or {}
     if error:
-        print(f"pyflue: {one_line(_hinted(error))}", file=sys.stderr)
-        return exit_code_for(error)
-    print(f"pyflue: run {record.run_id} ended {status}", file=sys.stderr)
-    return FAILED
+        print_error(one_line(_hinted(error)), error.get("traceback") if verbose else None)
+    else:
+        print_error(f"run {record.run_id} ended {status}")
+    return FAILED  # the run exists and did not complete, whatever stopped it
 
 
 def _hinted(error: dict[str, Any]) -> dict[str, Any]:

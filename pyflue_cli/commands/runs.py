@@ -1,7 +1,8 @@
 """``pyflue runs``: the runs recorded in the project's store, newest first, a page at a time.
 
 Reads the store only, so it works from another terminal while runs are live (SQLite in WAL mode
-lets readers and the running process proceed together).
+lets readers and the running process proceed together). A listing leaves each error's traceback
+out (``pyflue logs RUN_ID`` shows it), so a page stays small.
 """
 
 from __future__ import annotations
@@ -10,10 +11,40 @@ import argparse
 import sys
 from typing import Any
 
+from ..arguments import output_flags, positive
 from ..exits import COMPLETED
-from ..views import choose_mode
+from ..views import choose_mode, print_table
 
-__all__ = ["run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "run"]
+
+HELP = "list recorded runs"
+DESCRIPTION = "List the runs recorded in the project's run store, newest first."
+EXAMPLES = """\
+pyflue runs
+  pyflue runs --workflow summarize --status failed --limit 20
+  pyflue runs --cursor <next cursor printed by the previous page>
+  pyflue runs --json"""
+
+_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+_ROW_KEYS = ("run_id", "workflow", "status", "started_at", "ended_at", "duration_ms", "usage", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workflow", "-w", metavar="NAME", help="only runs of this workflow")
+    parser.add_argument(
+        "--status",
+        "-s",
+        choices=_STATUSES,
+        metavar="STATUS",
+        help=f"only runs with this status: {', '.join(_STATUSES)}",
+    )
+    parser.add_argument("--limit", "-n", type=positive, default=20, metavar="N", help="at most N runs (20)")
+    parser.add_argument("--cursor", metavar="CURSOR", help="the page after this cursor")
+    output_flags(
+        parser,
+        json='print one JSON object: {"runs": [...], "next_cursor": ...}',
+        jsonl="print one run per line as JSON (the default when stdout is not a terminal)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,15 +54,15 @@ def run(args: argparse.Namespace) -> int:
     page = anyio.run(_page, args)
     rows = [_row(record) for record in page.runs]
     if mode == "json":
-        from ..output import write_json
+        from ..jsontext import write_json
 
         write_json({"runs": rows, "next_cursor": page.next_cursor})
     elif mode == "jsonl":
-        from ..output import dumps
+        from ..jsontext import dumps
 
         sys.stdout.write("".join(dumps(row) + "\n" for row in rows))
     else:
-        _table(rows, page.next_cursor, args)
+        _table(mode, rows, page.next_cursor, args)
     return COMPLETED
 
 
@@ -47,46 +78,35 @@ async def _page(args: argparse.Namespace) -> Any:
 
 
 def _row(record: Any) -> dict[str, Any]:
-    usage = record.usage.to_dict() if hasattr(record.usage, "to_dict") else record.usage
-    return {
-        "run_id": record.run_id,
-        "workflow": record.workflow,
-        "status": record.status,
-        "started_at": record.started_at.isoformat() if record.started_at else None,
-        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
-        "duration_ms": record.duration_ms,
-        "usage": usage,
-        "error": record.error,
-    }
+    from ..jsontext import record_fields
+
+    row = record_fields(record, _ROW_KEYS)
+    if row["error"]:
+        row["error"] = {k: v for k, v in row["error"].items() if k != "traceback"}
+    return row
 
 
-def _table(rows: list[dict[str, Any]], next_cursor: str | None, args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def _table(mode: Any, rows: list[dict[str, Any]], next_cursor: str | None, args: argparse.Namespace) -> None:
     from ..format import format_duration
 
-    console = Console(highlight=False)
     if not rows:
-        console.print("no runs" + (" match" if args.workflow or args.status or args.cursor else " yet"))
+        print("no runs" + (" match" if args.workflow or args.status or args.cursor else " yet"))
         return
-    colours = {"completed": "green", "failed": "red", "cancelled": "yellow", "interrupted": "yellow"}
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("run id", "status", "started", "duration", "tokens"):
-        table.add_column(column, no_wrap=True, min_width=len(column))
-    table.add_column("error", overflow="fold", ratio=1)
+    cells = []
     for row in rows:
         usage = row["usage"] or {}
         tokens = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
         error = row["error"] or {}
-        table.add_row(
-            row["run_id"],
-            f"[{colours.get(row['status'], 'cyan')}]{row['status']}[/]",
-            (row["started_at"] or "")[5:19].replace("T", " "),
-            format_duration(row["duration_ms"]),
-            f"{tokens:,}" if tokens else "",
-            f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
+        cells.append(
+            [
+                row["run_id"],
+                row["status"],
+                (row["started_at"] or "")[5:19].replace("T", " "),
+                format_duration(row["duration_ms"]),
+                f"{tokens:,}" if tokens else "",
+                f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
+            ]
         )
-    console.print(table)
+    print_table(mode, ["run id", "status", "started", "duration", "tokens", "error"], cells)
     if next_cursor:
-        console.print(f"[dim]more: pyflue runs --cursor {next_cursor}[/]")
+        print(f"more: pyflue runs --cursor {next_cursor}")

@@ -149,10 +149,11 @@ def run_in_pty(
     *args: str,
     cwd: Path,
     env: dict[str, str],
-    when: tuple[str, Callable[[], None]] | None = None,
+    when: tuple[str | Callable[[str], bool], Callable[[], None]] | None = None,
 ) -> PtyResult:
     """Run ``pyflue`` with stdout on a pseudo-terminal (stderr on a pipe, to check it stays clean).
-    ``when=(text, action)`` calls ``action`` once ``text`` has appeared on the terminal."""
+    ``when=(text, action)`` calls ``action`` once ``text`` has appeared on the terminal (or, when
+    ``text`` is a predicate, once it holds for everything the terminal received so far)."""
     master, slave = pty.openpty()
     _set_size(slave, 40, 120)
     proc = subprocess.Popen(
@@ -178,7 +179,7 @@ def run_in_pty(
                 if not data:
                     break
                 chunks.append(data)
-                if pending and pending[0] in b"".join(chunks).decode(errors="replace"):
+                if pending and _seen(pending[0], b"".join(chunks).decode(errors="replace")):
                     pending[1]()
                     pending = None
             elif proc.poll() is not None:
@@ -194,6 +195,10 @@ def run_in_pty(
             proc.wait()
     assert pending is None, f"{when[0] if when else ''!r} never appeared on the terminal"
     return PtyResult(code, b"".join(chunks).decode(errors="replace"), err)
+
+
+def _seen(expected: str | Callable[[str], bool], screen: str) -> bool:
+    return expected(screen) if callable(expected) else expected in screen
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:

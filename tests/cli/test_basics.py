@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,23 @@ def test_each_command_has_help_with_examples(command: str, tmp_path: Path) -> No
     assert f"usage: pyflue {command}" in result.out
     assert "examples:" in result.out
     assert f"pyflue {command}" in result.out.split("examples:")[1]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_texts_name_each_choice_once_and_no_file_pip_users_lack(
+    command: str | None, tmp_path: Path
+) -> None:
+    result = cli(*([command] if command else []), "--help", cwd=tmp_path)
+    assert result.code == 0, result.err
+    choices = re.findall(r"\{[^}]*\}", result.out.split("examples:")[0])
+    assert len(choices) == len(set(choices)), choices
+    assert "docs/" not in result.out and ".md" not in result.out
+
+
+def test_runs_help_says_what_its_flags_print(tmp_path: Path) -> None:
+    out = " ".join(cli("runs", "--help", cwd=tmp_path).out.split())
+    assert "--jsonl print one run per line" in out and "every event" not in out
+    assert "--status STATUS, -s STATUS" in out and "running, completed, failed, cancelled, interrupted" in out
 
 
 def test_version(tmp_path: Path) -> None:
@@ -79,6 +97,31 @@ def test_bad_payload_on_stdin(tmp_path: Path) -> None:
 def test_missing_project_directory(tmp_path: Path) -> None:
     result = cli("workflows", "--project", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert_one_line_error(result, 2, "does not exist")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("workflows",), ("agents",), ("runs",), ("logs", "workflow:x:01J0000000000000000000000"), ("run", "x")],
+)
+def test_outside_a_project_every_command_says_where_it_looked(args: tuple[str, ...], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a project")
+    result = cli(*args, cwd=tmp_path)
+    assert_one_line_error(
+        result, 2, f"no PyFlue project in {tmp_path.resolve()} (the current directory)", "pyflue init"
+    )
+    elsewhere = cli(*args, "--project", str(tmp_path), cwd=tmp_path.parent)
+    assert_one_line_error(elsewhere, 2, f"no PyFlue project in {tmp_path.resolve()} (--project)")
+    assert not (tmp_path / ".pyflue").exists()  # nothing created where there is no project
+
+
+def test_a_project_is_agents_workflows_or_a_store(tmp_path: Path) -> None:
+    for marker in ("agents", "workflows", "src/workflows", ".pyflue"):
+        root = tmp_path / marker.replace("/", "-")
+        (root / marker).mkdir(parents=True)
+        listing = cli("workflows", "--json", cwd=root)
+        assert listing.code == 0, (marker, listing.err)
+        assert listing.json() == {"workflows": [], "errors": []}
+        assert cli("runs", cwd=root).code == 0
 
 
 def test_init_writes_a_commented_project(tmp_path: Path) -> None:

@@ -78,14 +78,26 @@ def test_failed_run_exits_1_with_one_line(lab: Path) -> None:
     result = cli("run", "boom", cwd=lab)
     assert_one_line_error(result, 1, "RuntimeError: boom")
     assert result.out == ""
-    verbose = cli("run", "boom", "--json", cwd=lab)
-    assert verbose.code == 1
-    assert verbose.json()["error"] == {"type": "RuntimeError", "message": "boom"}
+    as_json = cli("run", "boom", "--json", cwd=lab)
+    assert as_json.code == 1
+    error = as_json.json()["error"]
+    assert (error["type"], error["message"]) == ("RuntimeError", "boom")
+    assert error["traceback"].rstrip().endswith("RuntimeError: boom")  # the record's, as stored
+
+
+def test_verbose_prints_the_traceback_of_a_failed_run(lab: Path) -> None:
+    result = cli("-v", "run", "boom", cwd=lab)
+    assert result.code == 1 and result.out == ""
+    lines = result.err.rstrip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert any('workflows/boom.py", line' in line for line in lines)
+    assert 'raise RuntimeError("boom")' in result.err
+    assert lines[-1] == "pyflue: RuntimeError: boom"  # the summary stays the last line
 
 
 def test_unknown_workflow_exits_2_and_lists_the_known_ones(lab: Path) -> None:
     result = cli("run", "nope", cwd=lab)
-    assert_one_line_error(result, 2, "no workflow named 'nope'", "boom, gated, needs_key, typed")
+    assert_one_line_error(result, 2, "no workflow named 'nope'", "boom, gated, needs_key, parallel, typed")
 
 
 def test_payload_validation_error_exits_2(lab: Path) -> None:
@@ -95,9 +107,20 @@ def test_payload_validation_error_exits_2(lab: Path) -> None:
 
 
 def test_missing_key_names_the_variable_and_the_offline_switch(lab: Path) -> None:
-    result = cli("run", "needs_key", cwd=lab, env=child_env(None))
-    assert_one_line_error(result, 2, "ANTHROPIC_API_KEY", "PYFLUE_MODEL=test")
+    """The key is missing inside the workflow, so a run was recorded, and failed: exit 1, not the
+    "nothing ran" 2."""
+    result = cli("run", "needs_key", "--json", cwd=lab, env=child_env(None))
+    assert_one_line_error(result, 1, "ANTHROPIC_API_KEY", "PYFLUE_MODEL=test")
+    run_id = result.json()["run_id"]
+    failed = cli("runs", "--workflow", "needs_key", "--status", "failed", cwd=lab).jsonl()
+    assert run_id in [r["run_id"] for r in failed]
     assert cli("run", "needs_key", cwd=lab).code == 0  # PYFLUE_MODEL=test: offline
+
+
+def test_a_missing_key_before_any_run_still_exits_2(lab: Path) -> None:
+    """`prompt` records no run: a key missing there means nothing ran."""
+    result = cli("prompt", "needs_key", "x", "hi", cwd=lab, env=child_env(None))
+    assert_one_line_error(result, 2, "ANTHROPIC_API_KEY")
 
 
 def test_verbose_shows_the_traceback(lab: Path) -> None:

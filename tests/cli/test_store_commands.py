@@ -31,7 +31,7 @@ def test_runs_lists_newest_first(history: tuple[Path, list[str]]) -> None:
     rows = cli("runs", cwd=root).jsonl()  # not a terminal: one JSON object per line
     assert [r["run_id"] for r in rows] == ids[::-1]
     assert [r["status"] for r in rows] == ["completed", "failed", "completed"]
-    assert rows[1]["error"] == {"type": "RuntimeError", "message": "boom"}
+    assert rows[1]["error"] == {"type": "RuntimeError", "message": "boom"}  # a listing: no traceback
 
 
 def test_runs_filters_and_pages(history: tuple[Path, list[str]]) -> None:
@@ -60,7 +60,8 @@ def test_runs_and_logs_do_not_import_the_project(history: tuple[Path, list[str]]
         assert cli("logs", ids[0], cwd=root).code == 0
     finally:
         (root / "workflows" / "zz_broken.py").unlink()
-    assert cli("runs", cwd=tmp_path).out == ""  # a directory with no store: no runs, nothing created
+    (tmp_path / "workflows").mkdir()
+    assert cli("runs", cwd=tmp_path).out == ""  # a project with no store yet: no runs, nothing created
     assert not (tmp_path / ".pyflue").exists()
 
 
