@@ -69,6 +69,7 @@ class TurnPlan:
     compaction: CompactionHooks | None = None
     run_id: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    sandbox: Any = None
 
 
 class Turns:
@@ -252,6 +253,8 @@ class Turns:
                     plan.run_id,
                     plan.env,
                     session,
+                    emit,
+                    plan.sandbox,
                 )
                 if tool.takes_ctx
                 else None

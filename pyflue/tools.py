@@ -38,6 +38,10 @@ class ToolContext:
     run_id: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     session: Any = None  # the calling Session (for session.task from inside a tool)
+    #: Reports an event correlated to the calling operation: ``emit(type, data)`` (e.g. ``fs_write``).
+    emit: Callable[[str, dict[str, Any]], Any] | None = None
+    #: The agent's sandbox, when its config has one (see :mod:`pyflue.sandbox`).
+    sandbox: Any = None
 
 
 class Tool:
