@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from .models.base import Model, ModelRequest, ModelResponse, ModelSettings, Usag
 from .models.messages import AssistantMessage, TextPart, ToolCallPart, ToolResultPart, UserMessage
 from .output import OutputSpec, describe_error
 from .session import Operation, PromptResult, Session
+from .stores.base import StoredMessage
 from .tools import Tool, ToolContext, tool_result_text
 
 __all__ = ["CompactionHooks", "TurnPlan", "Turns", "current_turns", "run_turns"]
@@ -131,6 +132,9 @@ class Turns:
             _current.reset(token)
 
     async def _run(self, prompt: UserMessage) -> tuple[str, Any]:
+        unknown = _unanswered(self.session.messages)
+        if unknown:
+            prompt = UserMessage([*unknown, *prompt.parts])
         self.add(prompt)
         plan = self.plan
         output = plan.output
@@ -155,6 +159,10 @@ class Turns:
             self.add(response.message())
             calls = response.tool_calls
             if calls:
+                # The calls are stored before any tool runs: if this process dies mid-tool, the next
+                # operation sees which calls started and gets "outcome unknown" for each, instead of
+                # the model silently calling them again (see _unanswered).
+                await history.save()
                 self.add(UserMessage(await self._run_tools(calls)))  # type: ignore[arg-type]
                 await history.save()
                 continue
@@ -280,6 +288,28 @@ class Turns:
             {"tool": call.name, "call_id": call.id, "result": content, "duration_ms": elapsed_ms(started)},
         )
         return ToolResultPart(call.id, call.name, content)
+
+
+UNKNOWN_OUTCOME = (
+    "error: the outcome of this call is unknown: the process running it stopped before it finished "
+    "(it may or may not have taken effect); check before calling it again"
+)
+
+
+def _unanswered(history: Sequence[StoredMessage]) -> list[ToolResultPart]:
+    """Results for the tool calls the history's last message left without one: a process that died
+    while tools ran stored the calls but not their results. Each gets an error result saying its
+    outcome is unknown, so the conversation is valid again and nothing is silently run twice."""
+    if not history:
+        return []
+    last = history[-1]
+    if not isinstance(last, AssistantMessage):
+        return []
+    return [
+        ToolResultPart(part.id, part.name, UNKNOWN_OUTCOME, True)
+        for part in last.parts
+        if isinstance(part, ToolCallPart)
+    ]
 
 
 _current: ContextVar[Turns | None] = ContextVar("pyflue_turns", default=None)

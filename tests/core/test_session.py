@@ -544,3 +544,66 @@ async def test_a_queued_prompt_cancelled_while_waiting_gives_up_its_place() -> N
             release.set()
     assert results == {"first": "answer to first", "impatient": "gave up", "third": "answer to third"}
     assert [text_of(m) for m in session.history] == ["first", "answer to first", "third", "answer to third"]
+
+
+async def test_calls_left_unanswered_by_a_dead_process_get_an_unknown_outcome_not_a_rerun() -> None:
+    """A process that died while a tool ran stored the call (calls are stored before tools run) but
+    not its result. The next operation answers that call with an 'outcome unknown' error result, so
+    the model decides what to do instead of the call silently running twice."""
+    from pyflue.loop import UNKNOWN_OUTCOME
+    from pyflue.models.messages import ToolCallPart, ToolResultPart
+    from pyflue.stores.base import SessionKey
+    from pyflue.stores.memory import MemorySessionStore
+
+    store = MemorySessionStore()
+    ran: list[str] = []
+
+    @define_tool
+    def charge_card(amount: int) -> str:
+        """Charge the customer's card."""
+        ran.append("charged")
+        return "ok"
+
+    call = ToolCallPart("call_1", "charge_card", {"amount": 5})
+    await store.append(
+        SessionKey("agent", "shop", "default"),
+        [UserMessage([TextPart("charge 5")]), AssistantMessage([call])],
+    )
+    seen: list[Any] = []
+    harness = await init(
+        id="shop",
+        session_store=store,
+        tools=[charge_card],
+        model=FunctionModel(lambda request: seen.append(request.messages) or "I will check first."),
+    )
+    session = await harness.session()
+    result = await session.prompt("did it go through?")
+
+    assert result.text == "I will check first." and ran == []
+    first = seen[0][-1]
+    assert isinstance(first.parts[0], ToolResultPart) and first.parts[0].is_error
+    assert first.parts[0].call_id == "call_1" and first.parts[0].content == UNKNOWN_OUTCOME
+    assert isinstance(first.parts[1], TextPart) and first.parts[1].text == "did it go through?"
+    stored = await store.load(SessionKey("agent", "shop", "default"))
+    assert stored == session.history and len(stored) == 4
+
+
+async def test_a_tool_call_is_stored_before_the_tool_runs() -> None:
+    from pyflue.models.messages import ToolCallPart
+    from pyflue.stores.base import SessionKey
+    from pyflue.stores.memory import MemorySessionStore
+
+    store = MemorySessionStore()
+    key = SessionKey("agent", "probe", "default")
+    stored_while_running: list[Any] = []
+
+    @define_tool
+    async def probe() -> str:
+        """Look at the store while running."""
+        stored_while_running.extend(await store.load(key))
+        return "done"
+
+    harness = await init(id="probe", session_store=store, tools=[probe], model="test")
+    await (await harness.session()).prompt("go")
+    assert len(stored_while_running) == 2
+    assert isinstance(stored_while_running[-1].parts[0], ToolCallPart)

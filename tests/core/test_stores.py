@@ -280,7 +280,7 @@ async def test_sqlite_writes_only_new_messages_per_turn(tmp_path: Path) -> None:
         assert [r[3] for r in after] == list(range(1, len(after) + 1))
         before = after
     # One load; per prompt a turn of (prompt, call, results), then (answer): never a rewrite.
-    assert spy.calls == [("load", 0)] + [("append", 3), ("append", 1)] * 3
+    assert spy.calls == [("load", 0)] + [("append", 2), ("append", 1), ("append", 1)] * 3
     assert [json.loads(r[4])[0]["role"] for r in before[:4]] == ["user", "assistant", "user", "assistant"]
     close(spy.inner)
 
