@@ -31,9 +31,18 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from ..errors import ConfigError, StoreError
-from ..models.messages import AssistantMessage, UserMessage
+from ..models.messages import MESSAGES_ADAPTER, AssistantMessage, UserMessage
 
-__all__ = ["SessionKey", "SessionStore", "StaleVersionError", "StoredHistory", "StoredMessage", "check_ttl"]
+__all__ = [
+    "SessionKey",
+    "SessionStore",
+    "StaleVersionError",
+    "StoredHistory",
+    "StoredMessage",
+    "check_ttl",
+    "decode_messages",
+    "encode_message",
+]
 
 StoredMessage = UserMessage | AssistantMessage
 
@@ -61,6 +70,27 @@ class StoredHistory(list[StoredMessage]):
 class StaleVersionError(StoreError):
     """A fenced write (``expected=``) found the session at another version: another owner changed
     it meanwhile. Reload the history and take the turn again."""
+
+
+#: Messages decoded per call: each call holds the interpreter, so a long history is decoded in
+#: slices and other threads (the event loop's) run in between.
+DECODE_SLICE = 256
+
+
+def encode_message(message: StoredMessage) -> bytes:
+    """A message in its storage form: a one-element JSON array (bytes). Database stores keep one
+    per row and call this in a worker thread."""
+    return MESSAGES_ADAPTER.dump_json([message], exclude_none=True)
+
+
+def decode_messages(encoded: Sequence[bytes]) -> list[StoredMessage]:
+    """The messages of :func:`encode_message` forms, in order (in slices of
+    :data:`DECODE_SLICE`; call it in a worker thread)."""
+    messages: list[StoredMessage] = []
+    for start in range(0, len(encoded), DECODE_SLICE):
+        inner = b",".join(bytes(blob)[1:-1] for blob in encoded[start : start + DECODE_SLICE])
+        messages += MESSAGES_ADAPTER.validate_json(b"[" + inner + b"]")
+    return messages
 
 
 def check_ttl(ttl: float) -> None:

@@ -108,13 +108,20 @@ class SQLiteDatabase:
                     f"cannot create {self.path}: its directory is not writable by this process; "
                     "make it writable or choose another path"
                 )
-        uri = f"file:{quote(str(self.path.resolve()))}" + ("?mode=ro" if read_only else "")
-        conn = sqlite3.connect(
-            uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
+        conn = _open(self.path, "ro" if read_only else None)
         try:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-            if not read_only:
+            if read_only:
+                try:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if _code(exc) != sqlite3.SQLITE_CANTOPEN:
+                        raise
+                    # A WAL file whose -shm index is absent and cannot be created here: nobody
+                    # has it open for writing, so it is read as it is on disk.
+                    conn.close()
+                    conn = _open(self.path, "ro&immutable=1")
+            else:
                 # Switching to WAL needs an exclusive lock, and SQLite reports a lock conflict at
                 # that point without waiting (busy handlers do not run there): retry it.
                 _retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchall())
@@ -192,6 +199,11 @@ class SQLiteDatabase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _open(path: Path, mode: str | None) -> sqlite3.Connection:
+    uri = f"file:{quote(str(path.resolve()))}" + (f"?mode={mode}" if mode else "")
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
 
 
 def table_exists(conn: sqlite3.Connection, name: str) -> bool:

@@ -1,8 +1,9 @@
 """Session histories in SQLite: append-only message rows, and one head row per session (version and
 turn lease; see :mod:`pyflue.stores.sessions`).
 
-Messages are encoded and decoded in the worker thread that runs the statement, never on the event
-loop; a long history is decoded in slices so the interpreter can switch threads in between.
+Messages are encoded and decoded (:func:`~pyflue.stores.sessions.encode_message`,
+:func:`~pyflue.stores.sessions.decode_messages`) in the worker thread that runs the statement, never
+on the event loop.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from typing import Any
 
 import anyio.to_thread
 
-from ...models.messages import MESSAGES_ADAPTER
-from ..sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
+from ..sessions import (
+    SessionKey,
+    StaleVersionError,
+    StoredHistory,
+    StoredMessage,
+    check_ttl,
+    decode_messages,
+    encode_message,
+)
 from .database import SQLiteDatabase, table_exists
 
 __all__ = ["SQLiteSessionStore"]
@@ -44,9 +52,6 @@ CREATE TABLE IF NOT EXISTS session_heads (
 
 _KEY = "agent=?1 AND instance_id=?2 AND session_id=?3"
 
-#: Messages decoded per call (each call holds the interpreter; slices let other threads run).
-_DECODE_SLICE = 256
-
 # Sets the version; ends the lease of ?5 when it holds it (right-hand sides see the old row).
 _BUMP = (
     "INSERT INTO session_heads (agent, instance_id, session_id, version) VALUES (?1, ?2, ?3, ?4) "
@@ -54,20 +59,6 @@ _BUMP = (
     "lease_owner=CASE WHEN lease_owner=?5 THEN NULL ELSE lease_owner END, "
     "lease_expires=CASE WHEN lease_owner=?5 THEN NULL ELSE lease_expires END"
 )
-
-
-def _encode(message: StoredMessage) -> bytes:
-    """One message as its row's ``data``: a one-element JSON array."""
-    return MESSAGES_ADAPTER.dump_json([message], exclude_none=True)
-
-
-def _decode(rows: Sequence[Sequence[Any]]) -> list[StoredMessage]:
-    """The messages of ``data`` rows, in order."""
-    messages: list[StoredMessage] = []
-    for start in range(0, len(rows), _DECODE_SLICE):
-        inner = b",".join(bytes(r[0])[1:-1] for r in rows[start : start + _DECODE_SLICE])
-        messages += MESSAGES_ADAPTER.validate_json(b"[" + inner + b"]")
-    return messages
 
 
 def _version(conn: sqlite3.Connection, key: SessionKey) -> int:
@@ -128,7 +119,7 @@ class SQLiteSessionStore:
             return rows, version
 
         rows, version = self.db.call(read, write=False)
-        return StoredHistory(_decode(rows), version)
+        return StoredHistory(decode_messages([r[0] for r in rows]), version)
 
     async def load(self, key: SessionKey) -> StoredHistory:
         return await anyio.to_thread.run_sync(self._load, key)
@@ -156,7 +147,7 @@ class SQLiteSessionStore:
     ) -> int:
         if not messages and release is None:
             return self._load_version(key)
-        blobs = [_encode(m) for m in messages]
+        blobs = [encode_message(m) for m in messages]
 
         def write(conn: sqlite3.Connection) -> int:
             version = _check(conn, key, expected)
@@ -198,7 +189,7 @@ class SQLiteSessionStore:
     def _replace(
         self, key: SessionKey, messages: Sequence[StoredMessage], expected: int | None, release: str | None
     ) -> int:
-        blobs = [_encode(m) for m in messages]
+        blobs = [encode_message(m) for m in messages]
 
         def write(conn: sqlite3.Connection) -> int:
             version = _check(conn, key, expected)
