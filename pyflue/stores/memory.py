@@ -1,35 +1,102 @@
-"""In-memory stores: the default for embedded use without a project, and for tests."""
+"""In-memory stores: the default for embedded use without a project, and for tests.
+
+They keep the store protocols' whole contract (versions, leases, cursors) in one process and lose
+everything when it ends. Values are copied at the boundary, so a caller mutating its list or record
+never changes what is stored.
+"""
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .base import SessionKey, StoredMessage
+from ..errors import ConfigError, NotFoundError
+from .runs import RunPage, RunRecord, decode_cursor, encode_cursor
+from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
 
-__all__ = ["MemorySessionStore"]
+if TYPE_CHECKING:
+    from ..events import Event
+
+__all__ = ["MemoryRunStore", "MemorySessionStore"]
+
+
+@dataclass(slots=True)
+class _Head:
+    """A session's version and turn lease (``expires`` on the monotonic clock)."""
+
+    version: int = 0
+    owner: str | None = None
+    expires: float = 0.0
 
 
 class MemorySessionStore:
-    """Histories in a dict; lost when the process ends. Lists are copied at the boundary so a
-    caller mutating its list never changes the stored history."""
+    """Histories in a dict, with the versions and leases of the :class:`SessionStore` contract."""
 
     def __init__(self) -> None:
         self._histories: dict[SessionKey, list[StoredMessage]] = {}
+        self._heads: dict[SessionKey, _Head] = {}
 
-    async def load(self, key: SessionKey) -> list[StoredMessage]:
-        return list(self._histories.get(key, ()))
+    def _head(self, key: SessionKey) -> _Head:
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = _Head()
+        return head
 
-    async def append(self, key: SessionKey, messages: Sequence[StoredMessage]) -> None:
-        if messages:  # as in SQLite, a session with no messages does not exist (nor is it listed)
-            self._histories.setdefault(key, []).extend(messages)
+    def _write(self, key: SessionKey, expected: int | None, release: str | None) -> _Head:
+        head = self._head(key)
+        if expected is not None and head.version != expected:
+            raise StaleVersionError(
+                f"session {key.session_id!r} is at version {head.version}, not {expected}: "
+                "another owner changed it; reload it and take the turn again"
+            )
+        head.version += 1
+        if release is not None and head.owner == release:
+            head.owner = None
+        return head
 
-    async def replace(self, key: SessionKey, messages: Sequence[StoredMessage]) -> None:
+    async def load(self, key: SessionKey) -> StoredHistory:
+        head = self._heads.get(key)
+        return StoredHistory(self._histories.get(key, ()), head.version if head is not None else 0)
+
+    async def append(
+        self,
+        key: SessionKey,
+        messages: Sequence[StoredMessage],
+        *,
+        expected: int | None = None,
+        release: str | None = None,
+    ) -> int:
+        if not messages:
+            if release is not None:
+                await self.release(key, release)
+            head = self._heads.get(key)
+            return head.version if head is not None else 0
+        head = self._write(key, expected, release)
+        # As in SQLite, a session with no messages does not exist (nor is it listed).
+        self._histories.setdefault(key, []).extend(messages)
+        return head.version
+
+    async def replace(
+        self,
+        key: SessionKey,
+        messages: Sequence[StoredMessage],
+        *,
+        expected: int | None = None,
+        release: str | None = None,
+    ) -> int:
+        head = self._write(key, expected, release)
         if messages:
             self._histories[key] = list(messages)
         else:
             self._histories.pop(key, None)
+        return head.version
 
     async def delete(self, key: SessionKey) -> None:
+        if key in self._histories or key in self._heads:
+            self._head(key).version += 1
         self._histories.pop(key, None)
 
     async def list_sessions(self, agent: str, instance_id: str) -> list[str]:
@@ -37,19 +104,22 @@ class MemorySessionStore:
             k.session_id for k in self._histories if k.agent == agent and k.instance_id == instance_id
         )
 
+    async def acquire(self, key: SessionKey, owner: str, ttl: float) -> int | None:
+        check_ttl(ttl)
+        head = self._head(key)
+        now = time.monotonic()
+        if head.owner is not None and head.owner != owner and head.expires > now:
+            return None
+        head.owner, head.expires = owner, now + ttl
+        return head.version
 
-# -- workflow runs ---------------------------------------------------------------------------------
+    async def release(self, key: SessionKey, owner: str) -> None:
+        head = self._heads.get(key)
+        if head is not None and head.owner == owner:
+            head.owner = None
 
-import itertools  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-from ..errors import ConfigError, NotFoundError  # noqa: E402
-from .base import RunPage, RunRecord, decode_cursor, encode_cursor  # noqa: E402
-
-if TYPE_CHECKING:
-    from ..events import Event
-
-__all__ += ["MemoryRunStore"]
+    async def aclose(self) -> None:
+        """Nothing to release; the histories stay readable."""
 
 
 class MemoryRunStore:
@@ -127,8 +197,6 @@ class MemoryRunStore:
         return self._cancel.get(run_id)
 
     async def prune_runs(self, older_than: float) -> int:
-        import time
-
         cutoff = time.time() - older_than
         doomed = [
             run_id
@@ -143,3 +211,6 @@ class MemoryRunStore:
     async def recover_interrupted(self) -> list[str]:
         """Nothing to recover: a memory store lives and dies with the process that runs its runs."""
         return []
+
+    async def aclose(self) -> None:
+        """Nothing to release; the runs stay readable."""

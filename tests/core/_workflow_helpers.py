@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 # The issue's seed workflow, verbatim: it must run unchanged.
 SEED = """\
@@ -77,15 +74,3 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source))
     return root
-
-
-@pytest.fixture(autouse=True)
-def _close_databases(tmp_path: Path) -> Iterator[None]:
-    """Close the SQLite connections a test opened under its tmp_path (one per file stays open for
-    the process otherwise: three file descriptors each in WAL mode)."""
-    yield
-    from pyflue.stores.sqlite import SQLiteDatabase
-
-    for path, db in list(SQLiteDatabase._open.items()):
-        if path.startswith(str(tmp_path.resolve())):
-            db.close()

@@ -14,7 +14,6 @@ from pyflue.errors import ConfigError, UnknownAgentError, WorkflowError
 from pyflue.project import LoadError
 from tests.core._workflow_helpers import (
     SEED,
-    _close_databases,  # noqa: F401 (an autouse fixture)
     write_project,
 )
 

@@ -28,7 +28,6 @@ from pyflue.stores.sqlite import SQLiteRunStore
 from tests.core._workflow_helpers import (
     STUCK,
     TICKING,
-    _close_databases,  # noqa: F401 (an autouse fixture)
     write_project,
 )
 

@@ -20,7 +20,6 @@ from tests.core._workflow_helpers import (
     SEED,
     STUCK,
     TICKING,
-    _close_databases,  # noqa: F401 (an autouse fixture)
     write_project,
 )
 from tests.models import anthropic_fixtures as fx

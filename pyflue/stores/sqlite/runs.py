@@ -1,220 +1,37 @@
-"""SQLite storage: one file (``.pyflue/pyflue.db`` in a project), WAL mode, stdlib ``sqlite3``.
+"""Workflow runs in SQLite: one row per run, and its event log in chunks of consecutive events.
 
-Every statement runs in a worker thread so the event loop never blocks on disk. One connection per
-database file, guarded by a lock, serves all stores of a process (sessions, runs, dispatch); other
-processes open the same file concurrently (WAL lets readers and one writer proceed together).
+Every call runs in a worker thread. Any process may read, follow, cancel and prune the runs of the
+file. A run whose owner process died is marked ``interrupted`` (with a ``run_end`` event written once,
+with an id later than every event of the run) by the first call of each store object, and by any read
+that returns it. A read-only file is read as it is: nothing is marked.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
-import weakref
+import time
+import types
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from pydantic_core import from_json, to_json
 
-from ..errors import StoreError
-from ..models.messages import MESSAGES_ADAPTER
-from .base import SessionKey, StoredMessage
+from ...errors import ConfigError, NotFoundError
+from ...events import Event
+from ...ids import encode_ulid, new_ulid_int
+from ...models.base import Usage
+from ..liveness import own_start, owner_alive
+from ..runs import RunPage, RunRecord, decode_cursor, encode_cursor, interrupted_error, usage_of
+from .database import SQLiteDatabase, table_exists
 
-__all__ = ["SQLiteDatabase", "SQLiteSessionStore"]
+__all__ = ["SQLiteRunStore"]
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    agent TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (agent, instance_id, session_id, seq)
-) WITHOUT ROWID;
-"""
-
-
-class SQLiteDatabase:
-    """A SQLite file shared by the stores; ``await db.run(fn)`` calls ``fn(connection)`` in a
-    worker thread inside a transaction (committed on return, rolled back on error)."""
-
-    _open: dict[str, SQLiteDatabase] = {}
-    _open_lock = threading.Lock()
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._schemas: dict[str, str] = {}
-        self._applied: set[str] = set()
-
-    @classmethod
-    def for_path(cls, path: str | Path) -> SQLiteDatabase:
-        """The process-wide database object of a file (one connection per file)."""
-        key = str(Path(path).resolve())
-        with cls._open_lock:
-            db = cls._open.get(key)
-            if db is None:
-                db = cls._open[key] = cls(key)
-            return db
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._conn = conn
-        return self._conn
-
-    def ensure_schema(self, name: str, sql: str) -> None:
-        """Register idempotent DDL; it runs (in a worker thread) before the first statement."""
-        self._schemas.setdefault(name, sql)
-
-    def call(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
-        """Run ``fn`` in one transaction, in the calling thread. Writers take the write lock up
-        front (``BEGIN IMMEDIATE``) so they never fail half-way on a busy database."""
-        with self._lock:
-            try:
-                conn = self._connect()
-                for name, sql in self._schemas.items():
-                    if name not in self._applied:
-                        conn.executescript(sql)
-                        self._applied.add(name)
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    result = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                raise StoreError(
-                    f"SQLite store {self.path} failed: {exc}; check the file and free disk space"
-                ) from exc
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
-        return await anyio.to_thread.run_sync(self.call, fn, write)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-                self._applied.clear()
-
-
-def _encode(message: StoredMessage) -> bytes:
-    return MESSAGES_ADAPTER.dump_json([message], exclude_none=True)
-
-
-class SQLiteSessionStore:
-    """Append-only message rows: a turn inserts only its new messages.
-
-    One object per database file in a process (``SQLiteSessionStore(path)`` returns it again), so
-    harnesses opened with separate store objects on one file still take turns on a session and
-    share its history: sessions are identified by their store object.
-    """
-
-    _instances: weakref.WeakValueDictionary[tuple[type, int], SQLiteSessionStore] = (
-        weakref.WeakValueDictionary()
-    )
-
-    def __new__(cls, path: str | Path | SQLiteDatabase) -> SQLiteSessionStore:
-        db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase.for_path(path)
-        with SQLiteDatabase._open_lock:
-            store = cls._instances.get((cls, id(db)))
-            if store is None:
-                store = cls._instances[(cls, id(db))] = super().__new__(cls)
-        return store
-
-    def __init__(self, path: str | Path | SQLiteDatabase) -> None:
-        self.db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase.for_path(path)
-        self.db.ensure_schema("messages", _SCHEMA)
-
-    async def load(self, key: SessionKey) -> list[StoredMessage]:
-        def read(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(
-                "SELECT data FROM messages WHERE agent=? AND instance_id=? AND session_id=? ORDER BY seq", key
-            ).fetchall()
-
-        rows = await self.db.run(read, write=False)
-        if not rows:
-            return []
-        return MESSAGES_ADAPTER.validate_json(b"[" + b",".join(bytes(r[0])[1:-1] for r in rows) + b"]")
-
-    async def append(self, key: SessionKey, messages: Sequence[StoredMessage]) -> None:
-        if not messages:
-            return
-        blobs = [_encode(m) for m in messages]
-
-        def write(conn: sqlite3.Connection) -> None:
-            (last,) = conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM messages WHERE agent=? AND instance_id=? AND session_id=?",
-                key,
-            ).fetchone()
-            conn.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                [(*key, last + i + 1, blob) for i, blob in enumerate(blobs)],
-            )
-
-        await self.db.run(write)
-
-    async def replace(self, key: SessionKey, messages: Sequence[StoredMessage]) -> None:
-        blobs = [_encode(m) for m in messages]
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM messages WHERE agent=? AND instance_id=? AND session_id=?", key)
-            conn.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)", [(*key, i + 1, b) for i, b in enumerate(blobs)]
-            )
-
-        await self.db.run(write)
-
-    async def delete(self, key: SessionKey) -> None:
-        await self.db.run(
-            lambda conn: conn.execute(
-                "DELETE FROM messages WHERE agent=? AND instance_id=? AND session_id=?", key
-            ).fetchall()
-        )
-
-    async def list_sessions(self, agent: str, instance_id: str) -> list[str]:
-        rows = await self.db.run(
-            lambda conn: conn.execute(
-                "SELECT DISTINCT session_id FROM messages WHERE agent=? AND instance_id=? "
-                "ORDER BY session_id",
-                (agent, instance_id),
-            ).fetchall(),
-            write=False,
-        )
-        return [r[0] for r in rows]
-
-
-# -- workflow runs ---------------------------------------------------------------------------------
-# Appended for workflow runs (issue #6); see docs/workflows.md.
-
-import functools  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-from pydantic_core import from_json, to_json  # noqa: E402
-
-from ..errors import ConfigError, NotFoundError  # noqa: E402
-from ..models.base import Usage  # noqa: E402
-from .base import RunPage, RunRecord, decode_cursor, encode_cursor, interrupted_error  # noqa: E402
-
-if TYPE_CHECKING:
-    from ..events import Event
-
-__all__ += ["SQLiteRunStore"]
 
 _RUNS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -253,10 +70,6 @@ _RUN_COLUMNS = (
 
 _MISSING: Any = object()
 
-# Database files whose interrupted runs this process has recovered already (once per file).
-_recovered: set[str] = set()
-_recovered_lock = threading.Lock()
-
 
 def _json(value: Any) -> bytes:
     """JSON that never fails: unknown objects become their ``repr`` (events hold user data)."""
@@ -268,15 +81,13 @@ _CHUNK = 1024
 
 
 def _pack(event: Event) -> list[Any]:
-    """An event as a compact JSON row. The raw id (an int) and timestamp (a float) are stored as
-    the bus made them: encoding a ULID string and an ISO date costs more than the rest of a write,
-    and ``Event`` encodes them lazily when a reader asks. (Private fields of ``Event``, read on
-    purpose: both are part of ``pyflue``.)"""
+    """An event as a compact JSON row: its ULID, and its time as a number (``Event`` makes the ISO
+    form only when a reader asks for it)."""
     return [
         event.seq,
         event.type,
-        event._id,
-        event._ts,
+        event.event_id,
+        event.timestamp,
         event.agent,
         event.instance_id,
         event.session_id,
@@ -296,8 +107,6 @@ def _chunks(run_id: str, events: Sequence[Event]) -> list[tuple[str, int, int, b
 
 
 def _unpack(run_id: str, blob: bytes) -> list[Event]:
-    from ..events import Event
-
     return [
         Event(r[1], r[9], r[0], run_id, r[4], r[5], r[6], r[7], r[8], event_id=r[2], ts=r[3])
         for r in from_json(blob)
@@ -347,74 +156,25 @@ def _record(row: Sequence[Any]) -> RunRecord:
     )
 
 
-@functools.cache
-def _hostname() -> str:
-    return socket.gethostname()
+_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """``(state, start time)`` of a process from ``/proc`` (Linux), or ``None`` where unavailable.
-    The start time tells a reused pid from the process that recorded a run."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            text = file.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()
-    return (fields[0], fields[19]) if len(fields) > 19 else None
-
-
-@functools.cache
-def _own_start() -> str | None:
-    """This process's start time (see :func:`_proc_stat`); read once, in a worker thread."""
-    stat = _proc_stat(os.getpid())
-    return stat[1] if stat is not None else None
-
-
-def _owner_alive(pid: int | None, host: str | None, start: str | None) -> bool:
-    """Whether the process that owns a run may still be running it. Only processes on this host
-    can be checked; a run owned elsewhere is presumed alive (SQLite files are not shared across
-    hosts anyway)."""
-    if pid is None or host != _hostname():
-        return True
-    if pid == os.getpid():
-        return True
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        return _windows_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # someone else's process: it exists
-    stat = _proc_stat(pid)
-    if stat is not None:
-        state, started = stat
-        if state == "Z" or (start is not None and started != start):
-            return False  # a zombie, or the pid now belongs to another process
-    return True
-
-
-def _windows_alive(pid: int) -> bool:  # pragma: no cover - Windows only
-    import ctypes
-
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        return bool(code.value == 259)  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
+def _ulid_value(text: str) -> int:
+    """The 128-bit value of a ULID string (0 for anything else: ids of old rows)."""
+    value = 0
+    for char in text.upper():
+        digit = _CROCKFORD.get(char)
+        if digit is None:
+            return 0
+        value = value * 32 + digit
+    return value
 
 
 def _mark_interrupted(conn: sqlite3.Connection, run_id: str) -> bool:
     """In a write transaction: end a ``running`` run as ``interrupted``, appending its ``run_end``
-    (the next seq) so followers of its log stop. Its ``ended_at`` is its last sign of life."""
-    from ..events import Event
-
+    (the next seq) so followers of its log stop. Its ``ended_at`` is its last sign of life. The
+    ``run_end`` is stored like any event, so it reads the same every time; its id is a new ULID,
+    later than the id of every event of the run."""
     row = conn.execute(
         "SELECT status, started_at, owner_pid, owner_host FROM runs WHERE run_id=?", (run_id,)
     ).fetchone()
@@ -424,18 +184,17 @@ def _mark_interrupted(conn: sqlite3.Connection, run_id: str) -> bool:
     events = _select_events(conn, run_id, 0, None)
     last_seq = events[-1].seq if events else 0
     ended_at = max(started_at, events[-1].timestamp) if events else started_at
-    usage = Usage()
-    for event in events:
-        spent = event.data.get("usage") if event.type == "model_end" else None
-        if spent:
-            usage = usage + Usage(**spent)
+    usage = usage_of(events)
     error = interrupted_error(pid, host)
     duration_ms = round((ended_at - started_at) * 1000, 3)
+    after = max((_ulid_value(e.event_id) for e in events), default=0)
     end = Event(
         "run_end",
         {"status": "interrupted", "error": error, "duration_ms": duration_ms, "usage": usage.to_dict()},
         last_seq + 1,
         run_id,
+        event_id=encode_ulid(max(new_ulid_int(), after + 1)),
+        ts=max(time.time(), ended_at),
     )
     _insert_events(conn, run_id, [end])
     conn.execute(
@@ -457,18 +216,31 @@ class SQLiteRunStore:
     """
 
     def __init__(self, path: str | Path | SQLiteDatabase) -> None:
-        self.db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase.for_path(path)
+        self._owns_db = not isinstance(path, SQLiteDatabase)
+        self.db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase(path)
         self.db.ensure_schema("runs", _RUNS_SCHEMA)
+        self._recovered = False
+        self._recovering = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunStore({str(self.db.path)!r})"
 
     # -- plumbing (all of it runs in a worker thread) ---------------------------------------------
 
+    def _readable(self) -> bool:
+        """Whether there are runs to read: the file exists, with the tables (a read-only file may
+        hold other stores' tables only)."""
+        if not self.db.exists():
+            return False
+        if not self.db.read_only:
+            return True
+        return self.db.call(lambda conn: table_exists(conn, "run_events"), write=False)
+
     def _in_thread(self, work: Callable[[], T], empty: Any) -> T:
-        if empty is not _MISSING and not self.db.path.exists():
+        if empty is not _MISSING and not self._readable():
             return empty  # type: ignore[no-any-return]
-        key = str(self.db.path)
-        with _recovered_lock:
-            first = key not in _recovered
-            _recovered.add(key)
+        with self._recovering:
+            first, self._recovered = not self._recovered, True
         if first:
             self._recover(None)
         return work()
@@ -478,7 +250,10 @@ class SQLiteRunStore:
 
     def _recover(self, owners: Sequence[Sequence[Any]] | None) -> list[str]:
         """Mark the runs of dead owners interrupted. ``owners``: ``(run_id, pid, host, start)``
-        rows to check, or ``None`` for every running run of the file."""
+        rows to check, or ``None`` for every running run of the file. A read-only file is left as
+        it is."""
+        if self.db.read_only:
+            return []
         if owners is None:
             owners = self.db.call(
                 lambda conn: conn.execute(
@@ -486,7 +261,7 @@ class SQLiteRunStore:
                 ).fetchall(),
                 write=False,
             )
-        dead = [row[0] for row in owners if not _owner_alive(row[1], row[2], row[3])]
+        dead = [row[0] for row in owners if not owner_alive(row[1], row[2], row[3])]
         if not dead:
             return []
         return self.db.call(lambda conn: [run_id for run_id in dead if _mark_interrupted(conn, run_id)])
@@ -524,7 +299,7 @@ class SQLiteRunStore:
         def write(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM runs WHERE run_id=?", (record.run_id,)).fetchone():
                 raise ConfigError(f"run id {record.run_id!r} already exists; pick another or leave it out")
-            start = _own_start() if record.owner_pid == os.getpid() else None
+            start = own_start() if record.owner_pid == os.getpid() else None
             conn.execute(sql, (*row, start))
 
         await self._go(lambda: self.db.call(write))
@@ -666,3 +441,18 @@ class SQLiteRunStore:
 
     async def recover_interrupted(self) -> list[str]:
         return await self._go(lambda: self._recover(None), empty=[])
+
+    # -- lifetime ----------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the database if this store opened it (not one it was given)."""
+        if self._owns_db:
+            await self.db.aclose()
+
+    async def __aenter__(self) -> SQLiteRunStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        await self.aclose()

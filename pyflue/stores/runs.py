@@ -1,0 +1,190 @@
+"""Workflow runs as a store keeps them: the record, pages of runs, and the :class:`RunStore` protocol.
+
+A run is a record (status, payload, result, error, usage, owner) plus its complete event log. Any
+process sharing the store may read, follow, cancel and prune any run; see docs/workflows.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigError
+from ..models.base import Usage
+
+if TYPE_CHECKING:
+    from ..events import Event
+
+__all__ = [
+    "RUN_STATUSES",
+    "RunPage",
+    "RunRecord",
+    "RunStatus",
+    "RunStore",
+    "decode_cursor",
+    "encode_cursor",
+    "interrupted_error",
+    "usage_of",
+]
+
+RunStatus = Literal["running", "completed", "failed", "cancelled", "interrupted"]
+#: Every status a run can have; all but ``running`` are final.
+RUN_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "cancelled", "interrupted")
+
+
+class RunRecord(BaseModel):
+    """One workflow run as the run store keeps it.
+
+    ``payload`` is the validated payload the run saw; ``result`` the workflow's return value in JSON
+    form (``None`` unless ``completed``); ``error`` is ``{"type", "message", ...}`` for ``failed``,
+    ``cancelled`` and ``interrupted`` runs (``reason`` says ``timeout``, ``cancel_requested``,
+    ``caller_cancelled`` or ``owner_died``). ``usage`` adds up every model call of the run, subagent
+    tasks included. ``owner_pid`` / ``owner_host`` name the process that runs it: a ``running`` run
+    whose owner is gone is marked ``interrupted`` instead of staying ``running`` forever.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    workflow: str
+    status: RunStatus = "running"
+    payload: Any = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_ms: float | None = None
+    usage: Usage = Field(default_factory=Usage)
+    owner_pid: int | None = None
+    owner_host: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached a final status (anything but ``running``)."""
+        return self.status != "running"
+
+
+@dataclass(slots=True)
+class RunPage:
+    """One page of :meth:`RunStore.list_runs`, newest first. Pass ``next_cursor`` back as
+    ``cursor=`` for the next page; it is ``None`` on the last page."""
+
+    runs: list[RunRecord]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def encode_cursor(position: int) -> str:
+    """An opaque cursor for a run's insertion position (stores number runs as they insert them)."""
+    return base64.urlsafe_b64encode(f"r1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The position in a cursor from :func:`encode_cursor`; ``ConfigError`` when it is not one."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, _, number = text.partition(":")
+        if tag != "r1":
+            raise ValueError(tag)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ConfigError(f"invalid run list cursor {cursor!r}; pass back a next_cursor unchanged") from None
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Where workflow runs and their complete event logs live.
+
+    Runs are numbered as they are inserted; ``list_runs`` pages newest first by that number, so a
+    cursor stays valid, and no run is seen twice, however many runs start meanwhile. Event writes
+    come in batches (``append_events``); ``finish_run`` writes the last batch and the final record in
+    one transaction, so a reader that sees a final status also sees every event. A store shared by
+    several processes (SQLite) lets any of them read, follow and cancel any run.
+    """
+
+    async def create_run(self, record: RunRecord) -> None:
+        """Record a new run (status ``running``). ``ConfigError`` if its id exists already."""
+        ...
+
+    async def append_events(self, run_id: str, events: Sequence[Event]) -> None:
+        """Add events at the end of a run's log, in ``seq`` order, atomically."""
+        ...
+
+    async def finish_run(self, record: RunRecord, events: Sequence[Event] = ()) -> None:
+        """Write the last ``events`` and the final ``record`` together, atomically."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None``. A ``running`` run whose owner process died is marked
+        ``interrupted`` first."""
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first, optionally of one workflow and/or status."""
+        ...
+
+    async def read_events(self, run_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The run's stored events with ``seq > after_seq``, in order (at most ``limit``)."""
+        ...
+
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        """Ask the process running ``run_id`` to cancel it. False when the run is not running;
+        ``NotFoundError`` when there is no such run."""
+        ...
+
+    async def cancel_requested(self, run_id: str) -> str | None:
+        """The reason of a pending cancel request of ``run_id``, or ``None`` (polled by the owner)."""
+        ...
+
+    async def prune_runs(self, older_than: float) -> int:
+        """Delete finished runs (and their events) that ended more than ``older_than`` seconds ago;
+        returns how many. Running runs are never pruned."""
+        ...
+
+    async def recover_interrupted(self) -> list[str]:
+        """Mark ``running`` runs whose owner process is gone as ``interrupted``; their ids."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the store holds (connections it opened); it is not used afterwards."""
+        ...
+
+
+def interrupted_error(pid: int | None, host: str | None) -> dict[str, Any]:
+    """The ``error`` of a run whose process ended before the run did."""
+    where = f"pid {pid}" + (f" on {host}" if host else "")
+    return {
+        "type": "WorkflowError",
+        "message": f"the process running this run ({where}) ended before the run did",
+        "reason": "owner_died",
+    }
+
+
+def usage_of(events: Iterable[Event], start: Usage | None = None) -> Usage:
+    """``start`` plus the usage of every ``model_end`` among ``events``: what a run spent, subagent
+    tasks included (their model calls are events of the run too)."""
+    usage = start if start is not None else Usage()
+    for event in events:
+        if event.type == "model_end":
+            spent = event.data.get("usage")
+            if spent:
+                usage = usage + Usage(**spent)
+    return usage
