@@ -65,6 +65,10 @@ class ClientPool:
             client = self._clients[key] = httpx.AsyncClient(timeout=_TIMEOUT, limits=_LIMITS)
         return client
 
+    def __len__(self) -> int:
+        """How many clients are open (one per provider key used so far)."""
+        return len(self._clients)
+
     async def aclose(self) -> None:
         """Close every client (their connections too). Idempotent."""
         self._closed = True
