@@ -20,7 +20,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,11 +44,11 @@ from .sse import SSEEvent, SSEParser
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "EventReader",
     "HTTPProvider",
     "StreamStart",
     "check_base_url",
     "describe_error",
-    "sse_batches",
 ]
 
 DEFAULT_TIMEOUT = 600.0
@@ -259,59 +259,63 @@ class HTTPProvider:
         )
 
 
-async def sse_batches(
-    start: StreamStart, parser: SSEParser, stalled: Callable[[float, bool], Exception]
-) -> AsyncGenerator[list[SSEEvent], None]:
-    """The SSE events of a streaming response, one list per network chunk, under the stream deadline:
-    the first event within ``start.first_event_within`` seconds, each next one within ``start.limit`` seconds
-    of the previous one (time the consumer spends between chunks does not count). Comments and
-    ``ping`` events are passed on but are not progress. Raises ``stalled(limit, first)`` when the
-    deadline passes. At the end of the body the last batch is ``parser.close()``'s events, so
-    ``parser.truncated`` tells the caller whether the body ended mid-event.
+class EventReader:
+    """The SSE events of a streaming response, a batch (one network chunk's worth) at a time, under the
+    stream deadline: the first event within ``start.first_event_within`` seconds, each next one within
+    ``start.limit`` seconds of the previous one (time the consumer spends between batches does not
+    count). Comments and ``ping`` events are handed on but are not progress. ``stalled(limit, first)``
+    is the error raised when the deadline passes.
 
     The common case costs one clock read per chunk: while events keep coming, httpx's read timeout
     (``limit``) is the only timer; a read gets its own cancel scope only after a chunk without progress.
     """
-    chunks = start.response.aiter_bytes()
-    limit = start.limit
-    waiting_since = time.monotonic()
-    budget = start.first_event_within
-    first = True
-    watched = True  # no event since waiting_since: the next read gets the remaining budget as its deadline
-    while True:
-        try:
-            if watched:
-                remaining = budget - (time.monotonic() - waiting_since)
-                if remaining <= 0:
-                    raise stalled(limit, first)
-                chunk = None
-                with anyio.move_on_after(remaining):
-                    chunk = await chunks.__anext__()
-                if chunk is None:
-                    raise stalled(limit, first)
-            else:
-                chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            tail = parser.close()
-            if tail:
-                yield tail
-            return
-        except httpx.ReadTimeout:
-            raise stalled(limit, first) from None
-        events = parser.feed(chunk)
-        if events:
-            progress = False
-            for event in events:
-                if event.data and event.event != "ping":
-                    progress = True
-                    break
-            yield events
-            if progress:
-                waiting_since = time.monotonic()
-                budget = limit
-                first = watched = False
-                continue
-        watched = True
+
+    __slots__ = ("_budget", "_chunks", "_first", "_limit", "_stalled", "_waiting_since", "_watched", "parser")
+
+    def __init__(
+        self, start: StreamStart, parser: SSEParser, stalled: Callable[[float, bool], Exception]
+    ) -> None:
+        self.parser = parser
+        self._chunks = start.response.aiter_bytes()
+        self._limit = start.limit
+        self._stalled = stalled
+        self._waiting_since = time.monotonic()
+        self._budget = start.first_event_within
+        self._first = True
+        self._watched = True  # no event since _waiting_since: the next read gets the rest of the budget
+
+    async def batch(self) -> list[SSEEvent] | None:
+        """The next non-empty list of events, or ``None`` at the end of the body (after the events
+        ``parser.close()`` completes; ``parser.truncated`` then says whether the body ended mid-event)."""
+        if not self._watched:  # progress was made: the consumer's time since then does not count
+            self._waiting_since = time.monotonic()
+        while True:
+            try:
+                if self._watched:
+                    remaining = self._budget - (time.monotonic() - self._waiting_since)
+                    if remaining <= 0:
+                        raise self._stalled(self._limit, self._first)
+                    chunk = None
+                    with anyio.move_on_after(remaining):
+                        chunk = await self._chunks.__anext__()
+                    if chunk is None:
+                        raise self._stalled(self._limit, self._first)
+                else:
+                    chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                return self.parser.close() or None
+            except httpx.ReadTimeout:
+                raise self._stalled(self._limit, self._first) from None
+            events = self.parser.feed(chunk)
+            if events:
+                for event in events:
+                    if event.data and event.event != "ping":
+                        self._budget = self._limit
+                        self._first = self._watched = False
+                        return events
+                self._watched = True
+                return events
+            self._watched = True
 
 
 def describe_error(exc: BaseException, limit: int = 300) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -32,7 +32,7 @@ from ..errors import (
     StreamError,
 )
 from . import _shape
-from ._http import HTTPProvider, StreamStart, describe_error, error_class, sse_batches
+from ._http import EventReader, HTTPProvider, StreamStart, describe_error, error_class
 from .base import (
     FinishReason,
     ModelRequest,
@@ -149,16 +149,16 @@ class AnthropicModel(HTTPProvider):
         if content_type.startswith("application/json"):
             await self._json_instead_of_stream(response, decoder)
         parser = SSEParser()
+        reader = EventReader(start, parser, self.stalled)
         seen = False
         try:
-            async with aclosing(sse_batches(start, parser, self.stalled)) as batches:
-                async for batch in batches:
-                    seen = True
-                    for sse in batch:
-                        for event in decoder.handle(sse):
-                            yield event
-                        if decoder.finished:
-                            return
+            while (batch := await reader.batch()) is not None:
+                seen = True
+                for sse in batch:
+                    for event in decoder.handle(sse):
+                        yield event
+                    if decoder.finished:
+                        return
         except httpx.TransportError as exc:
             raise decoder.error(
                 f"the connection was cut before message_stop ({describe_error(exc)}); "
@@ -510,8 +510,11 @@ class StreamDecoder:
             raise self.error(f"unexpected {sse.event!r} event {sse.data[:200]!r} ({exc!r})") from None
 
     def _handle(self, kind: str, data: dict[str, Any]) -> list[StreamEvent]:
-        if kind == "content_block_delta":
-            return self._delta(_index(data), _shape.obj(data.get("delta"), "delta"))
+        if kind == "content_block_delta":  # the hot path: checked inline
+            index, delta = data.get("index"), data.get("delta")
+            if type(index) is not int:
+                raise _shape.WrongShape("index", index, "an integer")
+            return self._delta(index, delta if type(delta) is dict else _shape.obj(delta, "delta"))
         if kind == "content_block_start":
             return self._start(_index(data), _shape.obj(data.get("content_block"), "content_block"))
         if kind == "content_block_stop":

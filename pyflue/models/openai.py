@@ -19,7 +19,7 @@ import base64
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import httpx
 
 from ..errors import ConfigError, ContextOverflowError, InvalidRequestError, ModelAPIError, StreamError
 from . import _shape
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, StreamStart, describe_error, error_class, sse_batches
+from ._http import DEFAULT_TIMEOUT, EventReader, HTTPProvider, StreamStart, describe_error, error_class
 from .base import (
     FinishReason,
     ModelRequest,
@@ -252,19 +252,19 @@ class OpenAIChatModel(HTTPProvider):
             )
         state = ChunkDecoder(self.provider)
         parser = SSEParser()
+        reader = EventReader(start, parser, self.stalled)
         try:
-            async with aclosing(sse_batches(start, parser, self.stalled)) as batches:
-                async for batch in batches:
-                    for sse in batch:
-                        data = sse.data.strip()
-                        if data == "[DONE]":
-                            for event in state.finish():
-                                yield event
-                            return
-                        if not data:
-                            continue
-                        for event in state.feed(_chunk(self.provider, sse.event, data)):
+            while (batch := await reader.batch()) is not None:
+                for sse in batch:
+                    data = sse.data.strip()
+                    if data == "[DONE]":
+                        for event in state.finish():
                             yield event
+                        return
+                    if not data:
+                        continue
+                    for event in state.feed(_chunk(self.provider, sse.event, data)):
+                        yield event
         except httpx.TransportError as exc:
             raise StreamError(
                 f"the {self.provider} stream was cut before it finished ({describe_error(exc)}); "
@@ -550,10 +550,13 @@ class ChunkDecoder:
         self._response_id = self._response_id or _shape.text(chunk.get("id"), "id") or None
         self._model = self._model or _shape.text(chunk.get("model"), "model") or None
         events: list[StreamEvent] = []
-        for choice in _shape.items(chunk.get("choices"), "choices"):
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+        choices = chunk.get("choices")  # the hot path: shapes checked inline, _shape names what is wrong
+        for choice in choices if type(choices) is list else _shape.items(choices, "choices"):
+            if type(choice) is not dict or choice.get("index", 0) != 0:
                 continue  # only the first choice (PyFlue never asks for n > 1)
-            delta = _shape.obj(choice.get("delta"), "choices[0].delta")
+            delta = choice.get("delta")
+            if type(delta) is not dict:
+                delta = _shape.obj(delta, "choices[0].delta")
             reasoning = _reasoning(delta)
             if reasoning:
                 events.append(ThinkingDelta(reasoning, _THINKING_BLOCK))
@@ -567,7 +570,9 @@ class ChunkDecoder:
                 for i, call_delta in enumerate(_shape.items(calls, "choices[0].delta.tool_calls")):
                     where = f"choices[0].delta.tool_calls[{i}]"
                     events.extend(self._tool_delta(_shape.obj(call_delta, where), where))
-            finish = _shape.text(choice.get("finish_reason"), "choices[0].finish_reason")
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                finish = _shape.text(finish, "choices[0].finish_reason")
             if finish:
                 self._finish = finish
                 events.extend(self._end_calls())
