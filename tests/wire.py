@@ -32,6 +32,11 @@ class Reply:
     chunk_delay: float = 0.0
     cut: bool = False  # drop the connection after the chunks (no clean end of body)
     delay: float = 0.0  # wait before answering (timeouts)
+    # After the chunks, send ``trickle`` every ``trickle_every`` seconds until the client leaves (at most
+    # ``trickle_for`` seconds): SSE comments or pings that keep a stream open without progress.
+    trickle: bytes = b""
+    trickle_every: float = 0.05
+    trickle_for: float = 20.0
 
 
 @dataclass
@@ -76,11 +81,32 @@ class WireServer:
         raw_tail: bytes = b"",
     ) -> None:
         """Stream ``(event name or None, data)`` pairs; ``split`` cuts the bytes into chunks of that size."""
-        text = b"".join(_sse_event(name, data) for name, data in events) + raw_tail
+        text = b"".join(sse_event(name, data) for name, data in events) + raw_tail
         chunks = [text[i : i + split] for i in range(0, len(text), split)] if split else [text]
         self.reply(
             Reply(
                 200, chunks=chunks, cut=cut, headers={"content-type": "text/event-stream", **(headers or {})}
+            )
+        )
+
+    def trickle(
+        self,
+        events: list[tuple[str | None, Any]],
+        keepalive: bytes = b": keep-alive\n\n",
+        *,
+        every: float = 0.05,
+        chunk_delay: float = 0.0,
+    ) -> None:
+        """Stream ``events`` (one write each, ``chunk_delay`` apart), then only ``keepalive`` every
+        ``every`` seconds, never finishing: a server that holds a stream open without progress."""
+        self.reply(
+            Reply(
+                200,
+                chunks=[sse_event(name, data) for name, data in events],
+                chunk_delay=chunk_delay,
+                headers={"content-type": "text/event-stream"},
+                trickle=keepalive,
+                trickle_every=every,
             )
         )
 
@@ -111,6 +137,10 @@ class WireServer:
                 yield chunk
                 if reply.chunk_delay:
                     await anyio.sleep(reply.chunk_delay)
+            until = time.monotonic() + reply.trickle_for
+            while reply.trickle and time.monotonic() < until:
+                yield reply.trickle
+                await anyio.sleep(reply.trickle_every)
             if reply.cut:
                 raise ConnectionAbortedError("scripted disconnect")
 
@@ -120,7 +150,7 @@ class WireServer:
         return Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
 
 
-def _sse_event(name: str | None, data: Any) -> bytes:
+def sse_event(name: str | None, data: Any) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data)
     head = f"event: {name}\n" if name else ""
     return (head + "".join(f"data: {line}\n" for line in text.split("\n")) + "\n").encode()

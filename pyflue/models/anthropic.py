@@ -17,7 +17,7 @@ import base64
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -31,12 +31,14 @@ from ..errors import (
     RateLimitError,
     StreamError,
 )
-from ._http import HTTPProvider, error_class
+from . import _shape
+from ._http import EventReader, HTTPProvider, StreamStart, describe_error, error_class
 from .base import (
     FinishReason,
     ModelRequest,
     ModelResponse,
     ModelSettings,
+    OutputMode,
     OutputSchema,
     StreamEvent,
     StreamFinish,
@@ -48,6 +50,7 @@ from .base import (
     Usage,
     UsageUpdate,
 )
+from .limits import model_limits
 from .messages import (
     AssistantPart,
     ImagePart,
@@ -60,23 +63,25 @@ from .messages import (
 )
 from .sse import SSEEvent, SSEParser
 
-__all__ = ["AnthropicModel", "default_max_tokens"]
+__all__ = ["AnthropicModel", "StreamDecoder", "decode_message", "default_max_tokens"]
 
 _PATH = "/v1/messages"
 _API_VERSION = "2023-06-01"
 _EPHEMERAL = {"type": "ephemeral"}
 _CACHEABLE = frozenset({"text", "image", "tool_result", "tool_use", "document"})
 
-# Known models' maximum output tokens, by name prefix (first match wins). ``max_tokens`` is required by
-# the API; defaulting to the model's maximum lets long answers finish instead of stopping at "length".
-_MAX_OUTPUT: tuple[tuple[str, int], ...] = (
-    ("claude-haiku-4-5", 64000),
-    ("claude-sonnet-4", 64000),
-    ("claude-opus-4", 32000),
-    ("claude-3-7-sonnet", 64000),
-    ("claude-3-5-haiku", 8192),
-)
-_DEFAULT_MAX_OUTPUT = 8192
+# The HTTP status each documented error type comes with, for error bodies that arrive with another
+# status (a JSON error answered to a streaming request with 200).
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
 
 _STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -88,8 +93,10 @@ _STOP_REASONS: dict[str, FinishReason] = {
 
 
 def default_max_tokens(model_name: str) -> int:
-    """``max_tokens`` sent when the settings name none: the model's known maximum output, else 8192."""
-    return next((n for prefix, n in _MAX_OUTPUT if model_name.startswith(prefix)), _DEFAULT_MAX_OUTPUT)
+    """``max_tokens`` sent when the settings name none (the API requires one): the model's maximum output
+    from :func:`~pyflue.models.limits.model_limits`, so long answers finish instead of stopping at
+    "length"."""
+    return model_limits(model_name).max_output
 
 
 class AnthropicModel(HTTPProvider):
@@ -97,7 +104,7 @@ class AnthropicModel(HTTPProvider):
 
     provider = "anthropic"
     request_id_header = "request-id"
-    output_mode: Literal["native"] = "native"
+    output_mode: OutputMode = "native"
 
     def _headers(self) -> dict[str, str]:
         headers = {"anthropic-version": _API_VERSION, "content-type": "application/json"}
@@ -108,20 +115,80 @@ class AnthropicModel(HTTPProvider):
     async def request(self, request: ModelRequest) -> ModelResponse:
         payload = self._payload(request, stream=False)
         body = await self._post_json(_PATH, payload, request.settings.get("timeout"))
-        if not isinstance(body, dict) or not isinstance(body.get("content"), list):
-            raise self._api_error(200, body, None)
-        return _response(body, _output_name(request))
+        if isinstance(body, dict) and (body.get("type") == "error" or "error" in body):
+            raise self._api_error(200, body, None)  # a proxy that answered an error with status 200
+        return self.parse_response(body, _output_name(request))
+
+    def parse_response(self, body: Any, output_name: str | None = None) -> ModelResponse:
+        """The :class:`ModelResponse` of a Messages API body; a typed :class:`ModelAPIError` naming the
+        field when the body has another shape."""
+        try:
+            return decode_message(body, output_name)
+        except _shape.WrongShape as exc:
+            raise ModelAPIError(
+                f"anthropic answered with an unexpected shape: {exc}; is {self.base_url} the Messages API?",
+                provider=self.provider,
+                status_code=200,
+                body=body,
+            ) from None
 
     @asynccontextmanager
     async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         payload = self._payload(request, stream=True)
-        async with self._post_stream(_PATH, payload, request.settings.get("timeout")) as response:
-            request_id = response.headers.get(self.request_id_header)
-            events = _events(response, _StreamDecoder(_output_name(request), request_id))
+        async with self._post_stream(_PATH, payload, request.settings.get("timeout")) as start:
+            request_id = start.response.headers.get(self.request_id_header)
+            events = self._events(start, StreamDecoder(_output_name(request), request_id))
             try:
                 yield events
             finally:
                 await events.aclose()
+
+    async def _events(self, start: StreamStart, decoder: StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
+        response = start.response
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            await self._json_instead_of_stream(response, decoder)
+        parser = SSEParser()
+        reader = EventReader(start, parser, self.stalled)
+        seen = False
+        try:
+            while (batch := await reader.batch()) is not None:
+                seen = True
+                for sse in batch:
+                    for event in decoder.handle(sse):
+                        yield event
+                    if decoder.finished:
+                        return
+        except httpx.TransportError as exc:
+            raise decoder.error(
+                f"the connection was cut before message_stop ({describe_error(exc)}); "
+                "the answer is incomplete, retry the request"
+            ) from exc
+        if not seen and parser.truncated:
+            raise decoder.error(
+                f"the server answered with something other than an event stream "
+                f"(content-type {content_type or 'missing'!r}); check ANTHROPIC_BASE_URL / base_url"
+            )
+        where = "in the middle of an event" if parser.truncated else "without message_stop"
+        raise decoder.error(
+            f"the stream was cut: it ended {where}; the answer is incomplete, retry the request"
+        )
+
+    async def _json_instead_of_stream(self, response: httpx.Response, decoder: StreamDecoder) -> None:
+        """A JSON answer to a streaming request: the typed API error it describes, or else a StreamError
+        saying the server does not stream."""
+        await response.aread()
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        if isinstance(body, dict) and (body.get("type") == "error" or isinstance(body.get("error"), dict)):
+            raise self._api_error(response.status_code, body, decoder.request_id)
+        shown = response.text if len(response.text) <= 200 else response.text[:197] + "..."
+        raise decoder.error(
+            f"the server answered a streaming request with JSON instead of an event stream: {shown!r}; "
+            "a proxy at the base URL may not support streaming"
+        )
 
     def _api_error(self, status: int, body: Any, request_id: str | None) -> ModelAPIError:
         """Reads ``{"type": "error", "error": {"type", "message"}, "request_id"}``; a prompt that does not
@@ -140,7 +207,8 @@ class AnthropicModel(HTTPProvider):
             or error_type == "request_too_large"
             or (status == 400 and ("prompt is too long" in lowered or "exceed context limit" in lowered))
         )
-        cls = ContextOverflowError if overflow else error_class(status, error_type)
+        effective = _ERROR_STATUS.get(error_type or "", status) if status < 400 else status
+        cls = ContextOverflowError if overflow else error_class(effective, error_type)
         text = f"anthropic HTTP {status} {error_type or 'error'}: {message}; {_advice(cls, error_type)}"
         if request_id:
             text += f" (request id {request_id})"
@@ -310,13 +378,15 @@ def _mark_tail(messages: list[dict[str, Any]]) -> None:
 # -- response mapping ------------------------------------------------------------------------------
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
+def _usage(raw: dict[str, Any], where: str = "usage") -> Usage:
     """``input_tokens`` is the whole prompt: the API's uncached input plus cache reads and writes."""
-    cache_read = raw.get("cache_read_input_tokens") or 0
-    cache_write = raw.get("cache_creation_input_tokens") or 0
+    cache_read = _shape.count(raw.get("cache_read_input_tokens"), f"{where}.cache_read_input_tokens")
+    cache_write = _shape.count(raw.get("cache_creation_input_tokens"), f"{where}.cache_creation_input_tokens")
     return Usage(
-        input_tokens=(raw.get("input_tokens") or 0) + cache_read + cache_write,
-        output_tokens=raw.get("output_tokens") or 0,
+        input_tokens=_shape.count(raw.get("input_tokens"), f"{where}.input_tokens")
+        + cache_read
+        + cache_write,
+        output_tokens=_shape.count(raw.get("output_tokens"), f"{where}.output_tokens"),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         requests=1,
@@ -332,39 +402,56 @@ def _finish(stop_reason: Any, output_seen: bool, calls_seen: bool) -> FinishReas
     return finish
 
 
-def _response(body: dict[str, Any], output_name: str | None) -> ModelResponse:
+def decode_message(body: Any, output_name: str | None = None) -> ModelResponse:
+    """A Messages API ``message`` as a :class:`ModelResponse`; :class:`_shape.WrongShape` names the field
+    of a body with another shape."""
+    message = _shape.obj(body, "the body")
     parts: list[AssistantPart] = []
     output_seen = calls_seen = False
-    for block in body["content"]:
+    if "content" not in message:
+        raise _shape.WrongShape("content", None, "an array of content blocks")
+    for i, raw in enumerate(_shape.items(message["content"], "content")):
+        where = f"content[{i}]"
+        block = _shape.obj(raw, where)
         kind = block.get("type")
         if kind == "text":
-            if block.get("text"):
-                parts.append(TextPart(block["text"]))
+            text = _shape.text(block.get("text"), f"{where}.text")
+            if text:
+                parts.append(TextPart(text))
         elif kind == "thinking":
-            parts.append(ThinkingPart(block.get("thinking") or "", block.get("signature") or None))
+            thinking = _shape.text(block.get("thinking"), f"{where}.thinking") or ""
+            parts.append(
+                ThinkingPart(thinking, _shape.text(block.get("signature"), f"{where}.signature") or None)
+            )
         elif kind == "redacted_thinking":
-            parts.append(ThinkingPart(redacted=block.get("data") or ""))
+            parts.append(ThinkingPart(redacted=_shape.text(block.get("data"), f"{where}.data") or ""))
         elif kind == "tool_use":
-            args = block.get("input") if isinstance(block.get("input"), dict) else {}
-            if output_name is not None and block.get("name") == output_name:
+            raw_input = block.get("input")
+            args: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
+            name = _shape.text(block.get("name"), f"{where}.name")
+            if output_name is not None and name == output_name:
                 parts.append(TextPart(json.dumps(args)))
                 output_seen = True
             else:
-                parts.append(ToolCallPart(block["id"], block["name"], args))
+                call_id = _shape.text(block.get("id"), f"{where}.id")
+                if not call_id or not name:
+                    raise _shape.WrongShape(where, block, "a tool_use block with an id and a name")
+                parts.append(ToolCallPart(call_id, name, args))
                 calls_seen = True
+    stop_reason = _shape.text(message.get("stop_reason"), "stop_reason")
     return ModelResponse(
         parts,
-        _usage(body.get("usage") or {}),
-        _finish(body.get("stop_reason"), output_seen, calls_seen),
-        body.get("id"),
-        body.get("model"),
+        _usage(_shape.obj(message.get("usage"), "usage")),
+        _finish(stop_reason, output_seen, calls_seen),
+        _shape.text(message.get("id"), "id"),
+        _shape.text(message.get("model"), "model"),
     )
 
 
 # -- streaming -------------------------------------------------------------------------------------
 
 
-class _StreamDecoder:
+class StreamDecoder:
     """Turns the API's SSE events into stream events: a pure state machine, one event at a time.
 
     The typed-output tool's argument fragments are buffered and emitted as one :class:`TextDelta` of
@@ -377,18 +464,18 @@ class _StreamDecoder:
         "_output_index",
         "_output_name",
         "_output_seen",
-        "_request_id",
         "_stop_reason",
         "_tool_indexes",
         "_usage",
         "finished",
         "model",
+        "request_id",
         "response_id",
     )
 
     def __init__(self, output_name: str | None, request_id: str | None) -> None:
         self._output_name = output_name
-        self._request_id = request_id
+        self.request_id = request_id
         self._usage: dict[str, Any] = {}
         self._stop_reason: Any = None
         self._output_index: int | None = None
@@ -401,7 +488,7 @@ class _StreamDecoder:
         self.model: str | None = None
 
     def error(self, message: str, error_type: str | None = None) -> StreamError:
-        suffix = f" (request id {self._request_id})" if self._request_id else ""
+        suffix = f" (request id {self.request_id})" if self.request_id else ""
         return StreamError(
             f"anthropic stream: {message}{suffix}", provider="anthropic", error_type=error_type
         )
@@ -417,68 +504,89 @@ class _StreamDecoder:
             raise self.error(f"a {sse.event!r} event is not a JSON object: {sse.data[:200]!r}")
         try:
             return self._handle(data.get("type") or sse.event, data)
+        except _shape.WrongShape as exc:
+            raise self.error(f"a {sse.event!r} event of an unexpected shape: {exc}") from None
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise self.error(f"unexpected {sse.event!r} event {sse.data[:200]!r} ({exc!r})") from None
 
     def _handle(self, kind: str, data: dict[str, Any]) -> list[StreamEvent]:
-        if kind == "content_block_delta":
-            return self._delta(data["index"], data["delta"])
+        if kind == "content_block_delta":  # the hot path: checked inline
+            index, delta = data.get("index"), data.get("delta")
+            if type(index) is not int:
+                raise _shape.WrongShape("index", index, "an integer")
+            return self._delta(index, delta if type(delta) is dict else _shape.obj(delta, "delta"))
         if kind == "content_block_start":
-            return self._start(data["index"], data["content_block"])
+            return self._start(_index(data), _shape.obj(data.get("content_block"), "content_block"))
         if kind == "content_block_stop":
-            return self._stop(data["index"])
+            return self._stop(_index(data))
         if kind == "message_start":
-            message = data["message"]
-            self.response_id = message.get("id")
-            self.model = message.get("model")
-            self._usage = dict(message.get("usage") or {})
-            return [UsageUpdate(_usage(self._usage))]
+            message = _shape.obj(data.get("message"), "message")
+            self.response_id = _shape.text(message.get("id"), "message.id")
+            self.model = _shape.text(message.get("model"), "message.model")
+            self._usage = dict(_shape.obj(message.get("usage"), "message.usage"))
+            return [UsageUpdate(_usage(self._usage, "message.usage"))]
         if kind == "message_delta":
-            self._stop_reason = (data.get("delta") or {}).get("stop_reason", self._stop_reason)
-            self._usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+            delta = _shape.obj(data.get("delta"), "delta")
+            if "stop_reason" in delta:
+                self._stop_reason = _shape.text(delta["stop_reason"], "delta.stop_reason")
+            usage = _shape.obj(data.get("usage"), "usage")
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
             return [UsageUpdate(_usage(self._usage))]
         if kind == "message_stop":
             self.finished = True
             finish = _finish(self._stop_reason, self._output_seen, self._calls_seen)
             return [StreamFinish(finish, self.response_id, self.model)]
         if kind == "error":
-            error = data.get("error") or {}
-            error_type = error.get("type")
-            message = error.get("message") or "no error message"
-            raise self.error(f"the API sent an error mid-answer: {error_type}: {message}; retry", error_type)
+            info = data.get("error")
+            error: dict[str, Any] = info if isinstance(info, dict) else {}
+            error_type = error.get("type") if isinstance(error.get("type"), str) else None
+            detail = error.get("message") if isinstance(error.get("message"), str) else "no error message"
+            raise self.error(f"the API sent an error mid-answer: {error_type}: {detail}; retry", error_type)
         return []  # unknown event types are allowed by the API's versioning policy
 
     def _start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
         kind = block.get("type")
         if kind == "text":
-            return [TextDelta(block["text"], index)] if block.get("text") else []
+            text = _shape.text(block.get("text"), "content_block.text")
+            return [TextDelta(text, index)] if text else []
         if kind == "thinking":
-            return [ThinkingDelta(block.get("thinking") or "", index, block.get("signature") or None)]
+            thinking = _shape.text(block.get("thinking"), "content_block.thinking") or ""
+            signature = _shape.text(block.get("signature"), "content_block.signature") or None
+            return [ThinkingDelta(thinking, index, signature)]
         if kind == "redacted_thinking":
-            return [ThinkingDelta("", index, redacted=block.get("data") or "")]
+            return [
+                ThinkingDelta("", index, redacted=_shape.text(block.get("data"), "content_block.data") or "")
+            ]
         if kind != "tool_use":
             return []
         initial = json.dumps(block["input"]) if block.get("input") else ""
-        if self._output_name is not None and block.get("name") == self._output_name:
+        name = _shape.text(block.get("name"), "content_block.name")
+        if self._output_name is not None and name == self._output_name:
             self._output_index = index
             self._output_buffer = [initial]
             self._output_seen = True
             return []
         self._tool_indexes.add(index)
         self._calls_seen = True
-        start: list[StreamEvent] = [ToolCallStart(index, block["id"], block["name"])]
+        call_id = _shape.text(block.get("id"), "content_block.id")
+        if not call_id or not name:
+            raise _shape.WrongShape("content_block", block, "a tool_use block with an id and a name")
+        start: list[StreamEvent] = [ToolCallStart(index, call_id, name)]
         return [*start, ToolCallArgsDelta(index, initial)] if initial else start
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
         kind = delta.get("type")
         if kind == "text_delta":
-            return [TextDelta(delta["text"], index)] if delta["text"] else []
+            text = delta.get("text")
+            if type(text) is not str:
+                raise _shape.WrongShape("delta.text", text, "a string")
+            return [TextDelta(text, index)] if text else []
         if kind == "thinking_delta":
-            return [ThinkingDelta(delta["thinking"], index)]
+            return [ThinkingDelta(_shape.text(delta.get("thinking"), "delta.thinking") or "", index)]
         if kind == "signature_delta":
-            return [ThinkingDelta("", index, delta["signature"] or None)]
+            return [ThinkingDelta("", index, _shape.text(delta.get("signature"), "delta.signature") or None)]
         if kind == "input_json_delta":
-            fragment = delta["partial_json"]
+            fragment = _shape.text(delta.get("partial_json"), "delta.partial_json") or ""
             if index == self._output_index:
                 self._output_buffer.append(fragment)
                 return []
@@ -500,27 +608,11 @@ class _StreamDecoder:
         return []
 
 
-async def _events(response: httpx.Response, decoder: _StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
-    parser = SSEParser()
-    try:
-        async for chunk in response.aiter_bytes():
-            for sse in parser.feed(chunk):
-                for event in decoder.handle(sse):
-                    yield event
-                if decoder.finished:
-                    return
-    except httpx.TransportError as exc:
-        raise decoder.error(
-            f"the connection was cut before message_stop ({exc or type(exc).__name__}); "
-            "the answer is incomplete, retry the request"
-        ) from exc
-    for sse in parser.close():
-        for event in decoder.handle(sse):
-            yield event
-        if decoder.finished:
-            return
-    where = "in the middle of an event" if parser.truncated else "without message_stop"
-    raise decoder.error(f"the stream was cut: it ended {where}; the answer is incomplete, retry the request")
+def _index(data: dict[str, Any]) -> int:
+    index = data.get("index")
+    if type(index) is not int:
+        raise _shape.WrongShape("index", index, "an integer")
+    return index
 
 
 def _advice(cls: type[ModelAPIError], error_type: str | None) -> str:

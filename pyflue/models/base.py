@@ -9,15 +9,17 @@ exactly the :class:`ModelResponse` that ``request()`` returns for the same provi
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from ..errors import ConfigError
 from .messages import AssistantMessage, AssistantPart, Message, TextPart, ThinkingPart, ToolCallPart
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "ModelSettings",
+    "OutputMode",
     "OutputSchema",
     "ResponseBuilder",
     "StreamEvent",
@@ -38,9 +41,13 @@ __all__ = [
     "ToolDefinition",
     "Usage",
     "UsageUpdate",
+    "check_timeout",
 ]
 
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error", "other"]
+
+OutputMode: TypeAlias = Literal["native", "prompted"]
+"""How a model gives typed output; see :attr:`Model.output_mode`."""
 
 
 @dataclass(slots=True)
@@ -92,13 +99,31 @@ class ModelSettings(TypedDict, total=False):
     reasoning_effort: Literal["minimal", "low", "medium", "high"]  # OpenAI reasoning models
     tool_choice: Literal["auto", "none", "required"] | str  # a tool name forces that tool
     parallel_tool_calls: bool
-    timeout: float  # seconds per HTTP request
+    # Seconds: the deadline of a request, or the longest a stream may go without an event (see
+    # docs/models.md, "Deadlines"). Positive and finite.
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     extra_body: dict[str, Any]  # merged into the provider's JSON body as is
 
 
 @cache
 def settings_adapter() -> TypeAdapter[ModelSettings]:
+    """Validates a settings dict against :class:`ModelSettings` (types and bounds)."""
     return TypeAdapter(ModelSettings)
+
+
+def check_timeout(value: Any, name: str = "model_settings['timeout']") -> float:
+    """``value`` as a timeout in seconds, or a :class:`ConfigError` naming the setting: a timeout must be
+    a positive, finite number (zero or a negative number would make every request fail at once)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(
+            f"{name} must be a positive number of seconds, got {value!r:.40}; e.g. 60 for one minute"
+        )
+    return float(value)
 
 
 @dataclass(slots=True)
@@ -285,6 +310,18 @@ class Model(Protocol):
 
     @property
     def model_name(self) -> str: ...
+
+    @property
+    def output_mode(self) -> OutputMode:
+        """How the model gives typed output (``prompt(..., result=T)``).
+
+        ``"native"``: the model honours :attr:`ModelRequest.output`, using the provider's structured
+        output (OpenAI ``response_format``, an Anthropic forced tool), and answers with the output's JSON
+        as its text. ``"prompted"``: the model ignores ``ModelRequest.output``; the turn loop describes the
+        schema in the instructions instead and finds the JSON in the answer's text. Either way the loop
+        validates the JSON and asks the model to repair it when it does not fit.
+        """
+        ...
 
     async def request(self, request: ModelRequest) -> ModelResponse: ...
 

@@ -21,16 +21,18 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from ..errors import ConfigError, ContextOverflowError, InvalidRequestError, ModelAPIError, StreamError
-from ._http import HTTPProvider, error_class
+from . import _shape
+from ._http import DEFAULT_TIMEOUT, EventReader, HTTPProvider, StreamStart, describe_error, error_class
 from .base import (
     FinishReason,
     ModelRequest,
     ModelResponse,
+    OutputMode,
     StreamEvent,
     StreamFinish,
     TextDelta,
@@ -53,9 +55,9 @@ from .messages import (
     UserMessage,
     dumps,
 )
-from .sse import SSEParser, aiter_sse
+from .sse import SSEParser
 
-__all__ = ["OpenAIChatModel"]
+__all__ = ["ChunkDecoder", "OpenAIChatModel"]
 
 _PATH = "/chat/completions"
 
@@ -89,7 +91,7 @@ class OpenAIChatModel(HTTPProvider):
     when ``api_key`` is set, since local servers (Ollama, LM Studio) need none.
     """
 
-    output_mode: Literal["native"] = "native"
+    output_mode: OutputMode = "native"
 
     def __init__(
         self,
@@ -99,7 +101,7 @@ class OpenAIChatModel(HTTPProvider):
         base_url: str = "https://api.openai.com/v1",
         provider_name: str = "openai",
         max_retries: int = 2,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         retry_base_delay: float = 0.5,
@@ -124,14 +126,14 @@ class OpenAIChatModel(HTTPProvider):
         body = await self._post_json(
             _PATH, self._payload(request, stream=False), request.settings.get("timeout")
         )
-        return self._response(body)
+        return self.parse_response(body)
 
     @asynccontextmanager
     async def stream(self, request: ModelRequest) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         """Stream the answer as typed events; the HTTP response is closed when the block exits."""
         payload = self._payload(request, stream=True)
-        async with self._post_stream(_PATH, payload, request.settings.get("timeout")) as response:
-            events = self._events(response)
+        async with self._post_stream(_PATH, payload, request.settings.get("timeout")) as start:
+            events = self._events(start)
             try:
                 yield events
             finally:
@@ -213,7 +215,9 @@ class OpenAIChatModel(HTTPProvider):
 
     # -- response mapping --------------------------------------------------------------------------
 
-    def _response(self, body: Any) -> ModelResponse:
+    def parse_response(self, body: Any) -> ModelResponse:
+        """The :class:`ModelResponse` of a ``chat.completion`` body; a typed :class:`ModelAPIError`
+        naming the field when the body has another shape."""
         choices = body.get("choices") if isinstance(body, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             if isinstance(body, dict | list) and _error_fields(body)[0]:
@@ -224,34 +228,19 @@ class OpenAIChatModel(HTTPProvider):
                 status_code=200,
                 body=body,
             )
-        choice = choices[0]
-        message = choice.get("message") or {}
-        parts: list[AssistantPart] = []
-        reasoning = _reasoning(message)
-        if reasoning:
-            parts.append(ThinkingPart(reasoning))
-        text = _content_text(message.get("content")) or _content_text(message.get("refusal"))
-        if text:
-            parts.append(TextPart(text))
-        for position, call in enumerate(message.get("tool_calls") or []):
-            function = call.get("function") or {}
-            parts.append(
-                ToolCallPart(
-                    call.get("id") or _fallback_call_id(position),
-                    function.get("name") or "",
-                    parse_tool_args(_arguments_text(function.get("arguments"))),
-                )
-            )
-        usage = body.get("usage")
-        return ModelResponse(
-            parts,
-            _usage(usage) if isinstance(usage, dict) else Usage(requests=1),
-            _finish_reason(choice.get("finish_reason"), any(isinstance(p, ToolCallPart) for p in parts)),
-            body.get("id") or None,
-            body.get("model") or None,
-        )
+        try:
+            return _completion(body, choices[0])
+        except _shape.WrongShape as exc:
+            raise ModelAPIError(
+                f"{self.provider} answered with an unexpected shape: {exc}; is {self.base_url} an "
+                "OpenAI-compatible endpoint?",
+                provider=self.provider,
+                status_code=200,
+                body=body,
+            ) from None
 
-    async def _events(self, response: httpx.Response) -> AsyncGenerator[StreamEvent, None]:
+    async def _events(self, start: StreamStart) -> AsyncGenerator[StreamEvent, None]:
+        response = start.response
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("application/json"):
             # A server that ignored ``stream: true`` (or a proxy that answered 200 with an error body).
@@ -261,40 +250,25 @@ class OpenAIChatModel(HTTPProvider):
                 f"{self.provider} answered a streaming request with JSON, not an event stream: {message}",
                 provider=self.provider,
             )
-        state = _StreamState()
+        state = ChunkDecoder(self.provider)
         parser = SSEParser()
+        reader = EventReader(start, parser, self.stalled)
         try:
-            async for sse in aiter_sse(response.aiter_bytes(), parser):
-                data = sse.data.strip()
-                if data == "[DONE]":
-                    for event in state.finish():
+            while (batch := await reader.batch()) is not None:
+                for sse in batch:
+                    data = sse.data.strip()
+                    if data == "[DONE]":
+                        for event in state.finish():
+                            yield event
+                        return
+                    if not data:
+                        continue
+                    for event in state.feed(_chunk(self.provider, sse.event, data)):
                         yield event
-                    return
-                if not data:
-                    continue
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    raise StreamError(
-                        f"{self.provider} sent malformed stream data: {_short(data)}", provider=self.provider
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise StreamError(
-                        f"{self.provider} sent unexpected stream data: {_short(data)}", provider=self.provider
-                    )
-                if chunk.get("error") or sse.event == "error":
-                    error, error_type, code = _error_fields(chunk)
-                    raise StreamError(
-                        f"{self.provider} reported an error mid-stream: {error or _short(data)}",
-                        provider=self.provider,
-                        error_type=code or error_type,
-                    )
-                for event in state.feed(chunk):
-                    yield event
         except httpx.TransportError as exc:
             raise StreamError(
-                f"the {self.provider} stream was cut before it finished "
-                f"({type(exc).__name__}: {exc or 'connection lost'}); retry the request",
+                f"the {self.provider} stream was cut before it finished ({describe_error(exc)}); "
+                "retry the request",
                 provider=self.provider,
             ) from exc
         where = " in the middle of an event" if parser.truncated else ""
@@ -302,6 +276,26 @@ class OpenAIChatModel(HTTPProvider):
             f"the {self.provider} stream was cut{where}: it ended without 'data: [DONE]'; retry the request",
             provider=self.provider,
         )
+
+
+def _chunk(provider: str, event: str, data: str) -> dict[str, Any]:
+    """One ``data:`` payload as a chunk object; an error payload or malformed data is a StreamError."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise StreamError(
+            f"{provider} sent malformed stream data: {_short(data)}", provider=provider
+        ) from None
+    if not isinstance(chunk, dict):
+        raise StreamError(f"{provider} sent unexpected stream data: {_short(data)}", provider=provider)
+    if chunk.get("error") or event == "error":
+        error, error_type, code = _error_fields(chunk)
+        raise StreamError(
+            f"{provider} reported an error mid-stream: {error or _short(data)}",
+            provider=provider,
+            error_type=code or error_type,
+        )
+    return chunk
 
 
 _HINTS: dict[type[ModelAPIError], str] = {
@@ -382,19 +376,57 @@ def _tool_choice(choice: str) -> str | dict[str, Any]:
 # -- response helpers ------------------------------------------------------------------------------
 
 
-def _usage(usage: dict[str, Any]) -> Usage:
+def _completion(body: dict[str, Any], choice: dict[str, Any]) -> ModelResponse:
+    message = _shape.obj(choice.get("message"), "choices[0].message")
+    parts: list[AssistantPart] = []
+    reasoning = _reasoning(message)
+    if reasoning:
+        parts.append(ThinkingPart(reasoning))
+    text = _content_text(message.get("content"), "choices[0].message.content") or _content_text(
+        message.get("refusal"), "choices[0].message.refusal"
+    )
+    if text:
+        parts.append(TextPart(text))
+    calls = _shape.items(message.get("tool_calls"), "choices[0].message.tool_calls")
+    for position, raw in enumerate(calls):
+        where = f"choices[0].message.tool_calls[{position}]"
+        call = _shape.obj(raw, where)
+        function = _shape.obj(call.get("function"), f"{where}.function")
+        parts.append(
+            ToolCallPart(
+                _shape.text(call.get("id"), f"{where}.id") or _fallback_call_id(position),
+                _shape.text(function.get("name"), f"{where}.function.name") or "",
+                parse_tool_args(_arguments_text(function.get("arguments"), f"{where}.function.arguments")),
+            )
+        )
+    usage = body.get("usage")
+    return ModelResponse(
+        parts,
+        _usage(usage, "usage") if usage is not None else Usage(requests=1),
+        _finish_reason(
+            _shape.text(choice.get("finish_reason"), "choices[0].finish_reason"),
+            any(isinstance(p, ToolCallPart) for p in parts),
+        ),
+        _shape.text(body.get("id"), "id") or None,
+        _shape.text(body.get("model"), "model") or None,
+    )
+
+
+def _usage(raw: Any, where: str) -> Usage:
     """``prompt_tokens`` already includes the cached tokens, as :class:`Usage` defines input_tokens."""
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    usage = _shape.obj(raw, where)
+    details = _shape.obj(usage.get("prompt_tokens_details"), f"{where}.prompt_tokens_details")
     return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
-        cache_read_tokens=cached or 0,
+        input_tokens=_shape.count(usage.get("prompt_tokens"), f"{where}.prompt_tokens"),
+        output_tokens=_shape.count(usage.get("completion_tokens"), f"{where}.completion_tokens"),
+        cache_read_tokens=_shape.count(
+            details.get("cached_tokens"), f"{where}.prompt_tokens_details.cached_tokens"
+        ),
         requests=1,
     )
 
 
-def _finish_reason(raw: Any, has_tool_calls: bool) -> FinishReason:
+def _finish_reason(raw: str | None, has_tool_calls: bool) -> FinishReason:
     """The API's finish reason; some compatible servers say ``stop`` after tool calls, which would end
     the turn loop too early, so tool calls win over ``stop``."""
     if raw is None:
@@ -405,29 +437,33 @@ def _finish_reason(raw: Any, has_tool_calls: bool) -> FinishReason:
 
 def _reasoning(delta: dict[str, Any]) -> str:
     """Reasoning text of compatible servers: ``reasoning_content`` (DeepSeek, vLLM) or ``reasoning``
-    (OpenRouter, newer vLLM)."""
+    (OpenRouter, newer vLLM); a vendor extension, so another shape is ignored rather than refused."""
     value = delta.get("reasoning_content")
     if not isinstance(value, str) or not value:
         value = delta.get("reasoning")
     return value if isinstance(value, str) else ""
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # a few servers answer with content parts
-        return "".join(
-            p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
+def _content_text(content: Any, where: str) -> str:
+    """Text content: a string, or (a few servers) a list of content parts whose text parts join."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        out: list[str] = []
+        for i, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "text":
+                out.append(_shape.text(part.get("text"), f"{where}[{i}].text") or "")
+        return "".join(out)
+    raise _shape.WrongShape(where, content, "a string or a list of content parts")
 
 
-def _arguments_text(arguments: Any) -> str:
-    if isinstance(arguments, str):
-        return arguments
-    if isinstance(arguments, dict):  # a few servers send the arguments as an object
+def _arguments_text(arguments: Any, where: str) -> str:
+    """Arguments as JSON text: a string, or (a few servers) an object."""
+    if arguments is None or isinstance(arguments, str):
+        return arguments or ""
+    if isinstance(arguments, dict):
         return dumps(arguments)
-    return ""
+    raise _shape.WrongShape(where, arguments, "a JSON string")
 
 
 def _fallback_call_id(position: int) -> str:
@@ -480,47 +516,69 @@ class _Call:
     ended: bool = False
 
 
-class _StreamState:
-    """Turns ``chat.completion.chunk`` objects into stream events.
+class ChunkDecoder:
+    """Turns ``chat.completion.chunk`` objects into stream events; a chunk of another shape is a
+    :class:`StreamError` naming the field.
 
     Tool-call deltas are matched by their ``index``; a call starts once its id and name are known
     (OpenAI sends both in the first delta) and its argument fragments follow. Servers that reuse one
     index for several calls (a new ``id`` at a known index) or omit the index get a new call per id.
     """
 
-    __slots__ = ("_by_index", "_calls", "_finish", "_model", "_response_id", "_usage")
+    __slots__ = ("_by_index", "_calls", "_finish", "_model", "_provider", "_response_id", "_usage")
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "openai") -> None:
+        self._provider = provider
         self._calls: list[_Call] = []
         self._by_index: dict[int, _Call] = {}
-        self._finish: Any = None
+        self._finish: str | None = None
         self._usage: Usage | None = None
         self._response_id: str | None = None
         self._model: str | None = None
 
     def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        self._response_id = self._response_id or chunk.get("id") or None
-        self._model = self._model or chunk.get("model") or None
+        try:
+            return self._feed(chunk)
+        except _shape.WrongShape as exc:
+            raise StreamError(
+                f"{self._provider} sent a stream chunk of an unexpected shape: {exc}; is this an "
+                "OpenAI-compatible endpoint?",
+                provider=self._provider,
+            ) from None
+
+    def _feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        self._response_id = self._response_id or _shape.text(chunk.get("id"), "id") or None
+        self._model = self._model or _shape.text(chunk.get("model"), "model") or None
         events: list[StreamEvent] = []
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+        choices = chunk.get("choices")  # the hot path: shapes checked inline, _shape names what is wrong
+        for choice in choices if type(choices) is list else _shape.items(choices, "choices"):
+            if type(choice) is not dict or choice.get("index", 0) != 0:
                 continue  # only the first choice (PyFlue never asks for n > 1)
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta")
+            if type(delta) is not dict:
+                delta = _shape.obj(delta, "choices[0].delta")
             reasoning = _reasoning(delta)
             if reasoning:
                 events.append(ThinkingDelta(reasoning, _THINKING_BLOCK))
-            text = _content_text(delta.get("content")) or _content_text(delta.get("refusal"))
+            text = _content_text(delta.get("content"), "choices[0].delta.content") or _content_text(
+                delta.get("refusal"), "choices[0].delta.refusal"
+            )
             if text:
                 events.append(TextDelta(text, _TEXT_BLOCK))
-            for call_delta in delta.get("tool_calls") or ():
-                if isinstance(call_delta, dict):
-                    events.extend(self._tool_delta(call_delta))
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+            calls = delta.get("tool_calls")
+            if calls is not None:
+                for i, call_delta in enumerate(_shape.items(calls, "choices[0].delta.tool_calls")):
+                    where = f"choices[0].delta.tool_calls[{i}]"
+                    events.extend(self._tool_delta(_shape.obj(call_delta, where), where))
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                finish = _shape.text(finish, "choices[0].finish_reason")
+            if finish:
+                self._finish = finish
                 events.extend(self._end_calls())
         usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self._usage = _usage(usage)
+        if usage is not None:
+            self._usage = _usage(usage, "usage")
             events.append(UsageUpdate(self._usage))
         return events
 
@@ -534,9 +592,10 @@ class _StreamState:
         )
         return events
 
-    def _call_for(self, delta: dict[str, Any]) -> _Call:
+    def _call_for(self, delta: dict[str, Any], call_id: str | None) -> _Call:
         index = delta.get("index")
-        call_id = delta.get("id") or None
+        if isinstance(index, bool):
+            index = None
         if isinstance(index, int):
             call = self._by_index.get(index)
             if call is not None and not (call_id and call.id and call_id != call.id):
@@ -551,18 +610,19 @@ class _StreamState:
             self._by_index[index] = call
         return call
 
-    def _tool_delta(self, delta: dict[str, Any]) -> list[StreamEvent]:
-        call = self._call_for(delta)
-        function = delta.get("function") or {}
-        if not call.id and isinstance(delta.get("id"), str):
-            call.id = delta["id"]
-        name = function.get("name")
-        if not call.name and isinstance(name, str):
+    def _tool_delta(self, delta: dict[str, Any], where: str) -> list[StreamEvent]:
+        call_id = _shape.text(delta.get("id"), f"{where}.id") or None
+        function = _shape.obj(delta.get("function"), f"{where}.function")
+        name = _shape.text(function.get("name"), f"{where}.function.name")
+        fragment = _arguments_text(function.get("arguments"), f"{where}.function.arguments")
+        call = self._call_for(delta, call_id)
+        if not call.id and call_id:
+            call.id = call_id
+        if not call.name and name:
             call.name = name
         events: list[StreamEvent] = []
         if not call.started and call.id and call.name:
             events.extend(self._start(call))
-        fragment = _arguments_text(function.get("arguments"))
         if fragment:
             if call.started:
                 events.append(ToolCallArgsDelta(call.block, fragment))

@@ -40,11 +40,7 @@ def resolve_model(model: str | Model | None, env: Mapping[str, str] | None = Non
     """The :class:`Model` for a model string or object, honouring ``PYFLUE_MODEL``."""
     env = os.environ if env is None else env
     if model is not None and not isinstance(model, str):
-        if isinstance(model, Model):
-            return model
-        raise ConfigError(
-            f"model must be a 'provider/model' string or a Model object, got {type(model).__name__}"
-        )
+        return _checked(model, "model")
     override = env.get("PYFLUE_MODEL")
     if override:
         model = override
@@ -59,7 +55,7 @@ def resolve_model(model: str | Model | None, env: Mapping[str, str] | None = Non
 
         return TestModel()
     if provider in _providers:
-        return _providers[provider](name, env)
+        return _checked(_providers[provider](name, env), f"provider {provider!r}")
     if provider == "anthropic":
         return _anthropic(name, env)
     if provider == "openai":
@@ -72,6 +68,20 @@ def resolve_model(model: str | Model | None, env: Mapping[str, str] | None = Non
     raise ConfigError(
         f"unknown model provider {provider!r} in {model!r}; known: {', '.join(known_providers())} "
         "(or register_provider() your own)"
+    )
+
+
+def _checked(model: object, source: str) -> Model:
+    """``model`` if it implements :class:`Model`; else a ConfigError saying what it lacks."""
+    if isinstance(model, Model):
+        return model
+    missing = [
+        n for n in ("provider", "model_name", "output_mode", "request", "stream") if not hasattr(model, n)
+    ]
+    lacks = f" (it lacks {', '.join(missing)})" if missing else ""
+    raise ConfigError(
+        f"{source} must be a 'provider/model' string or a Model object, got {type(model).__name__}{lacks}; "
+        "a Model has provider, model_name, output_mode ('native' or 'prompted'), request() and stream()"
     )
 
 
@@ -99,9 +109,10 @@ def _key(env: Mapping[str, str], var: str, required: bool) -> str | None:
 
 
 def _anthropic(name: str, env: Mapping[str, str]) -> Model:
+    from ._http import check_base_url
     from .anthropic import AnthropicModel
 
-    base = env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+    base = check_base_url(env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com", "ANTHROPIC_BASE_URL")
     return AnthropicModel(name, api_key=_key(env, "ANTHROPIC_API_KEY", True), base_url=base)
 
 
@@ -114,11 +125,13 @@ def _openai(
     default_url: str | None,
     key_required: bool,
 ) -> Model:
+    from ._http import check_base_url
     from .openai import OpenAIChatModel
 
     base = (env.get(url_env) if url_env else None) or default_url
     if not base:
         raise ConfigError(f"{provider} needs a base URL; export {url_env}=http://host:port/v1")
+    base = check_base_url(base, url_env or "base_url")
     return OpenAIChatModel(
         name, api_key=_key(env, key_env, key_required), base_url=base, provider_name=provider
     )

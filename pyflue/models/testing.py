@@ -1,9 +1,9 @@
 """Offline models that make agent code testable without a network or a key.
 
 :class:`TestModel` is deterministic: on a fresh prompt it calls each available tool once with
-arguments generated from the tool's schema, then answers with text (or with schema-valid JSON when
-typed output is requested). :class:`FunctionModel` lets a test decide every response itself,
-streaming included.
+arguments generated from the tool's schema, then answers with a sentence saying so (or with
+schema-valid JSON when typed output is requested). :class:`FunctionModel` lets a test decide every
+response itself, streaming included.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+from ..errors import ConfigError
 from .base import (
     ModelRequest,
     ModelResponse,
+    OutputMode,
     ResponseBuilder,
     StreamEvent,
     StreamFinish,
@@ -38,20 +40,22 @@ from .messages import (
     dumps,
 )
 
-__all__ = ["FunctionModel", "TestModel", "events_for_response", "schema_example"]
+__all__ = ["FunctionModel", "TestModel", "events_for_response", "offline_summary", "schema_example"]
 
 
 class TestModel:
     """Deterministic offline model (model string ``test``).
 
     ``call_tools``: ``"all"`` (default) or the names of the tools to call on a fresh prompt.
-    ``text``: the final answer; by default the JSON of the tool results, or
-    ``"success (no tool calls)"``. ``tool_calls``: explicit ``(name, args)`` pairs to call instead of
+    ``text``: the final answer; by default a sentence that says it is the offline model, which tools
+    it called and (briefly) what they returned, e.g. ``[test model] called count_words; no real model
+    was used. Results: count_words: 1``, or ``"success (no tool calls)"`` when it called none.
+    ``tool_calls``: explicit ``(name, args)`` pairs to call instead of
     generated ones.
     """
 
     __test__ = False  # not a pytest class
-    output_mode: Literal["native"] = "native"
+    output_mode: OutputMode = "native"
 
     def __init__(
         self,
@@ -101,7 +105,7 @@ class TestModel:
         elif self.text is not None:
             text = self.text
         elif results:
-            text = dumps({r.name: _loads(r.content) for r in results})
+            text = offline_summary(results)
         else:
             text = "success (no tool calls)"
         parts = [TextPart(text)]
@@ -137,14 +141,18 @@ class FunctionModel:
         *,
         stream_function: StreamFunction | None = None,
         model_name: str = "function",
-        output_mode: Literal["native", "tool", "prompted"] = "prompted",
+        output_mode: OutputMode = "prompted",
     ) -> None:
         if function is None and stream_function is None:
             raise TypeError("FunctionModel needs function=, stream_function=, or both")
+        if output_mode not in ("native", "prompted"):
+            raise ConfigError(
+                f"FunctionModel output_mode must be 'native' or 'prompted', got {output_mode!r}"
+            )
         self.function = function
         self.stream_function = stream_function
         self._model_name = model_name
-        self.output_mode = output_mode
+        self.output_mode: OutputMode = output_mode
 
     @property
     def provider(self) -> str:
@@ -239,11 +247,20 @@ def _usage(request: ModelRequest, parts: list[AssistantPart]) -> Usage:
     return Usage(input_tokens=50 + words_in, output_tokens=words_out, requests=1)
 
 
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+_BRIEF = 60  # characters of each tool result shown in the offline answer
+
+
+def offline_summary(results: Sequence[ToolResultPart]) -> str:
+    """The offline answer after tool calls: says in words that no real model ran, which tools were called
+    and what each returned (whitespace collapsed, cut to 60 characters)."""
+    names = ", ".join(dict.fromkeys(r.name for r in results))
+    shown = "; ".join(f"{r.name}{' failed' if r.is_error else ''}: {_brief(r.content)}" for r in results)
+    return f"[test model] called {names}; no real model was used. Results: {shown}"
+
+
+def _brief(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _BRIEF else text[: _BRIEF - 3] + "..."
 
 
 def schema_example(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:

@@ -334,7 +334,9 @@ async def test_tool_choice(
         ("claude-sonnet-4-5-20250929", 64000),
         ("claude-opus-4-1", 32000),
         ("claude-3-5-haiku-latest", 8192),
-        ("some-future-model", 8192),
+        ("claude-3-haiku-20240307", 4096),  # the API refuses more than 4 096 for Claude 3
+        ("claude-future-9", 8192),  # an unlisted Claude model: every one answers at least 8 192
+        ("some-local-model", 4096),  # not a Claude name: the conservative default
     ],
 )
 async def test_default_max_tokens(wire: WireServer, name: str, max_tokens: int) -> None:
