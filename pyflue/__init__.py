@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "iter_events": "pyflue.runs",
     "cancel_run": "pyflue.runs",
     "prune_runs": "pyflue.runs",
-    "RunRecord": "pyflue.stores.base",
+    "RunRecord": "pyflue.stores.runs",
     # events
     "Event": "pyflue.events",
     "EventBus": "pyflue.events",
@@ -102,7 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .project import Project, invoke_workflow
     from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
     from .session import PromptResult, Session
-    from .stores.base import RunRecord
+    from .stores.runs import RunRecord
     from .tools import Tool, ToolContext, define_tool
     from .workflow import FlueContext
 

@@ -2,7 +2,7 @@
 
 An :class:`AgentDefinition` holds an initializer; ``init(definition, id=...)`` runs it for one
 instance (``ctx.id`` may shape the config) and returns an :class:`AgentHarness`, whose sessions keep
-their histories in a :class:`~pyflue.stores.base.SessionStore`. Instance and session ids are data:
+their histories in a :class:`~pyflue.stores.sessions.SessionStore`. Instance and session ids are data:
 any printable text, never a path.
 """
 
@@ -29,7 +29,7 @@ from .models.registry import resolve_model
 from .output import output_spec
 from .runtime import current_runtime
 from .session import Operation, PromptResult, Session, describe_input
-from .stores.base import SessionKey, SessionStore
+from .stores.sessions import SessionKey, SessionStore
 from .tasks import run_task, task_tool
 from .tools import Tool, as_tool
 

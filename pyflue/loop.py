@@ -33,7 +33,7 @@ from .models.base import Model, ModelRequest, ModelResponse, ModelSettings, Usag
 from .models.messages import AssistantMessage, TextPart, ToolCallPart, ToolResultPart, UserMessage
 from .output import OutputSpec, describe_error
 from .session import Operation, PromptResult, Session
-from .stores.base import StoredMessage
+from .stores.sessions import StoredMessage
 from .tools import Tool, ToolContext, tool_result_text
 
 __all__ = ["CompactionHooks", "TurnPlan", "Turns", "current_turns", "run_turns"]
@@ -138,9 +138,7 @@ class Turns:
         self.add(prompt)
         plan = self.plan
         output = plan.output
-        native = (
-            output is not None and getattr(plan.model, "output_mode", "prompted") == "native"
-        )  # until the Model protocol declares it
+        native = output is not None and plan.model.output_mode == "native"
         instructions = plan.instructions
         if output is not None and not native:
             instructions = f"{instructions}\n\n{output.prompt()}" if instructions else output.prompt()
@@ -166,7 +164,7 @@ class Turns:
                 self.add(UserMessage(await self._run_tools(calls)))  # type: ignore[arg-type]
                 await history.save()
                 continue
-            await history.save()
+            # The answer stays pending: the operation's end stores it and gives up the turn in one write.
             text = response.text
             if output is None:
                 return text, None
@@ -195,6 +193,7 @@ class Turns:
         )
 
     async def _call_model(self, request: ModelRequest) -> ModelResponse:
+        await self.session.messages.keep_turn()
         hooks = self.plan.compaction
         if hooks is not None:
             await hooks.before_call(self, request)

@@ -52,7 +52,8 @@ from .agent import AgentDefinition, AgentHarness, init
 from .errors import ConfigError, UnknownAgentError, WorkflowError
 from .events import Observer
 from .runtime import current_runtime
-from .stores.base import RunRecord, RunStore, SessionStore
+from .stores.runs import RunRecord, RunStore
+from .stores.sessions import SessionStore
 from .stores.sqlite import SQLiteRunStore, SQLiteSessionStore
 from .workflow import RunOptions, WorkflowDefinition, run_workflow
 

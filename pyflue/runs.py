@@ -1,7 +1,7 @@
 """The run store from anywhere: list, inspect, follow, cancel and prune workflow runs.
 
 These are the functions ``pyflue runs``, ``pyflue logs`` and the HTTP routes are built on. Each
-takes the store to use as ``store=`` (any :class:`~pyflue.stores.base.RunStore`) or ``project=``
+takes the store to use as ``store=`` (any :class:`~pyflue.stores.runs.RunStore`) or ``project=``
 (a :class:`~pyflue.project.Project`, or a project directory); with neither, the project in the
 current directory, i.e. ``./.pyflue/pyflue.db``. They work from any process: the SQLite store is
 shared, runs started elsewhere are visible, and a cancel request reaches the process running the
@@ -21,7 +21,7 @@ from .errors import ConfigError, NotFoundError, shown
 from .events import Event
 from .project import DB_PATH, Project
 from .runtime import current_runtime
-from .stores.base import RUN_STATUSES, RunPage, RunRecord, RunStore
+from .stores.runs import RUN_STATUSES, RunPage, RunRecord, RunStore
 from .workflow import cancel_local
 
 __all__ = ["cancel_run", "get_run", "iter_events", "list_runs", "prune_runs", "run_store"]

@@ -1,13 +1,14 @@
 """The runtime: the process's shared resources, with one owner and one lifetime.
 
 What would otherwise be scattered module globals lives here: the default session store, one
-SQLite database object per file (one connection each), the live histories of stored sessions, the
-controls of running workflow runs, and the task group that background work (a directly iterated
+SQLite database object per file (one connection each, shared by that file's session and run
+stores), the live histories of stored sessions, the controls of running workflow runs, the pooled
+HTTP clients of the model providers, and the task group that background work (a directly iterated
 stream) runs in. Servers and workers open one for their lifespan::
 
     async with Runtime() as rt:
         ...  # agents, workflows, streams started here use rt's resources
-    # closed: background work cancelled, databases closed
+    # closed: background work cancelled, HTTP clients and databases closed
 
 Code that opens none (a script calling ``init`` or ``Project.run``) uses the implicit default
 runtime, created on first use and kept for the process, so the seed's code runs unchanged. Inside
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
 from contextvars import ContextVar, Token
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -29,8 +31,12 @@ from anyio.lowlevel import RunVar
 
 from .errors import ConfigError
 from .history import History
-from .stores.base import RunStore, SessionKey, SessionStore
+
+if TYPE_CHECKING:
+    from .models.clients import ClientPool
 from .stores.memory import MemoryRunStore, MemorySessionStore
+from .stores.runs import RunStore
+from .stores.sessions import SessionKey, SessionStore
 from .stores.sqlite import SQLiteDatabase, SQLiteRunStore, SQLiteSessionStore
 
 __all__ = ["Runtime", "current_runtime"]
@@ -60,6 +66,10 @@ class Runtime:
         self.runs: dict[str, RunControl] = {}
         self._group: TaskGroup | None = None
         self._token: Token[Runtime | None] | None = None
+        self._activation = ExitStack()
+        #: The model providers' HTTP clients while the runtime is open (``async with``); a runtime
+        #: never entered leaves providers on the event loop's implicit pool.
+        self.http: ClientPool | None = None
         self._closed = False
 
     # -- stores ------------------------------------------------------------------------------------
@@ -137,14 +147,20 @@ class Runtime:
         self._check_open()
         if self._group is not None:
             raise ConfigError("this Runtime is already open; open a Runtime once")
+        # Imported here: httpx loads with the first runtime opened or model called, not with pyflue.
+        from .models.clients import ClientPool, use_pool
+
+        self.http = ClientPool()
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
         self._token = _current.set(self)
+        self._activation.enter_context(use_pool(self.http))
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
+        self._activation.close()
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
@@ -170,8 +186,10 @@ class Runtime:
         self._run_stores.clear()
         self._histories.clear()
         with anyio.CancelScope(shield=True):
+            if self.http is not None:
+                await self.http.aclose()
             for db in databases:
-                await anyio.to_thread.run_sync(db.close)
+                await db.aclose()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -37,7 +37,7 @@ from .model_calls import Emit
 from .models.base import Model, ModelSettings, Usage
 from .models.messages import AssistantMessage, ImagePart, TextPart, UserMessage
 from .runtime import current_runtime
-from .stores.base import SessionKey, StoredMessage
+from .stores.sessions import SessionKey, StoredMessage
 
 __all__ = ["Operation", "PromptResult", "PromptStream", "Session", "SessionOwner", "describe_input"]
 
@@ -195,7 +195,12 @@ class Session:
                 "(it would wait for itself)"
             )
         async with session_turn((id(self.messages.store), self.key)):
-            yield
+            await self.messages.take_turn(new_operation_id())
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.messages.abandon_turn()
 
     # -- the operation lifecycle -------------------------------------------------------------------
 
@@ -231,12 +236,18 @@ class Session:
                 started = time.perf_counter()
                 async with bus.delivering():
                     emit("operation_start", {"kind": kind, "input": input})
+                    history = self.messages
                     with anyio.CancelScope() as scope:
                         self._scope, self._abort_reason, self.operation_id = scope, None, op_id
                         try:
+                            await history.take_turn(op_id)
                             yield op
+                            with anyio.CancelScope(shield=True):
+                                await history.end_turn()
                         except BaseException as exc:
                             self._scope = self.operation_id = None
+                            with anyio.CancelScope(shield=True):
+                                await history.abandon_turn()
                             if not (scope.cancel_called and self._abort_reason is not None):
                                 cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
                                 emit(

@@ -52,7 +52,8 @@ from .events import BUILTIN_TYPES, Event, EventBus, Observer
 from .ids import check_id, new_run_id
 from .models.base import Usage
 from .runtime import current_runtime
-from .stores.base import RunRecord, RunStore, SessionStore
+from .stores.runs import RunRecord, RunStore
+from .stores.sessions import SessionStore
 
 __all__ = ["FlueContext", "RunLog", "RunOptions", "WorkflowDefinition", "WorkflowHost", "run_workflow"]
 

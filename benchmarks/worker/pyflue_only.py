@@ -98,7 +98,7 @@ async def session_append(params: Params) -> dict[str, Any]:
     a whole prompt on a SQLite-backed session, at a history of 10 and of 1 000 messages."""
     from pyflue import init
     from pyflue.models.testing import FunctionModel
-    from pyflue.stores.base import SessionKey
+    from pyflue.stores.sessions import SessionKey
     from pyflue.stores.sqlite import SQLiteSessionStore
 
     result: dict[str, Any] = {}

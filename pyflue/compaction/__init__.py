@@ -12,10 +12,11 @@ See docs/compaction.md.
 from __future__ import annotations
 
 from ..config import CompactionConfig
+from ..models.limits import ModelLimits, model_limits
 from .compactor import CompactionResult, Compactor, compact_session
 from .cut import find_cut
 from .estimate import estimate_tokens
-from .settings import CompactionSettings, ModelLimits, model_limits
+from .settings import CompactionSettings
 from .summary import summary_of
 
 __all__ = [

@@ -23,7 +23,7 @@ from ..loop import Turns, current_turns
 from ..model_calls import Emit
 from ..models.base import Model, ModelRequest, Usage
 from ..session import Session
-from ..stores.base import StoredMessage
+from ..stores.sessions import StoredMessage
 from .cut import find_cut
 from .estimate import estimate_all, estimate_overhead, estimate_prompt, forget_usage, record_usage
 from .settings import CompactionSettings

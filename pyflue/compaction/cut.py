@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..models.messages import ToolCallPart, ToolResultPart
-from ..stores.base import StoredMessage
+from ..stores.sessions import StoredMessage
 from .estimate import estimate_tokens
 
 __all__ = ["find_cut"]

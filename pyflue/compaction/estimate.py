@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ..history import History
 from ..models.base import ToolDefinition
 from ..models.messages import ImagePart, TextPart, ThinkingPart, ToolCallPart, ToolResultPart, dumps
-from ..stores.base import StoredMessage
+from ..stores.sessions import StoredMessage
 
 __all__ = [
     "estimate_all",

@@ -9,45 +9,12 @@ from dataclasses import dataclass
 from ..config import CompactionConfig
 from ..errors import ConfigError
 from ..models.base import Model
+from ..models.limits import model_limits
 from ..models.registry import resolve_model
 
-__all__ = ["CompactionSettings", "ModelLimits", "model_limits"]
+__all__ = ["CompactionSettings"]
 
-# -- model limits ----------------------------------------------------------------------------------
-
-# (name prefix, context window, max output tokens); the first match wins, so specific names go first.
-_KNOWN_MODELS: tuple[tuple[str, int, int], ...] = (
-    ("claude-opus-4", 200_000, 32_000),
-    ("claude-sonnet-4", 200_000, 64_000),
-    ("claude-haiku-4", 200_000, 64_000),
-    ("claude-3-7-sonnet", 200_000, 64_000),
-    ("claude-3-5", 200_000, 8_192),
-    ("claude-3", 200_000, 4_096),
-    ("gpt-4.1", 1_047_576, 32_768),
-    ("gpt-4o", 128_000, 16_384),
-    ("gpt-5", 400_000, 128_000),
-    ("o3", 200_000, 100_000),
-    ("o4-mini", 200_000, 100_000),
-)
-# Unknown models (local ones included) get a window most serve; a provider overflow still compacts.
-_DEFAULT_LIMITS = (32_768, 4_096)
 _MAX_RESERVE = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class ModelLimits:
-    context_window: int
-    max_output: int
-
-
-def model_limits(model_name: str) -> ModelLimits:
-    """The known context window and maximum output of a model, by name prefix (a ``provider/`` prefix
-    such as OpenRouter's ``anthropic/claude-sonnet-4`` is ignored); a conservative default otherwise."""
-    name = model_name.lower().rsplit("/", 1)[-1]
-    for prefix, window, output in _KNOWN_MODELS:
-        if name.startswith(prefix):
-            return ModelLimits(window, output)
-    return ModelLimits(*_DEFAULT_LIMITS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from ..errors import ModelError
 from ..model_calls import Emit, call_model
 from ..models.base import Model, ModelRequest, ModelSettings, Usage
+from ..models.limits import model_limits
 from ..models.messages import (
     ImagePart,
     TextPart,
@@ -23,9 +24,9 @@ from ..models.messages import (
     UserMessage,
     dumps,
 )
-from ..stores.base import StoredMessage
+from ..stores.sessions import StoredMessage
 from .estimate import estimate_text
-from .settings import CompactionSettings, model_limits
+from .settings import CompactionSettings
 
 __all__ = ["summarise", "summary_message", "summary_of"]
 

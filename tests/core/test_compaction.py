@@ -38,8 +38,8 @@ from pyflue.models.messages import (
 )
 from pyflue.models.testing import FunctionModel
 from pyflue.session import Session
-from pyflue.stores.base import SessionKey
 from pyflue.stores.memory import MemorySessionStore
+from pyflue.stores.sessions import SessionKey
 from pyflue.stores.sqlite import SQLiteSessionStore
 from tests.wire import WireServer
 
@@ -458,7 +458,7 @@ async def test_the_summary_survives_a_restart(tmp_path: Any) -> None:
     script = (
         "import anyio, json\n"
         "from pyflue.stores.sqlite import SQLiteSessionStore\n"
-        "from pyflue.stores.base import SessionKey\n"
+        "from pyflue.stores.sessions import SessionKey\n"
         "from pyflue.models.messages import text_of\n"
         f"store = SQLiteSessionStore({str(path)!r})\n"
         "history = anyio.run(store.load, SessionKey('writer', 'default', 'main'))\n"

@@ -47,7 +47,8 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             # the deepest pyflue module the statement names (``from .x import y``: y may be a module)
             while target and target not in known:
                 target = target.rpartition(".")[0]
-            if target and target != name:
+            # A module's own packages are imported before it runs: naming one is no new edge.
+            if target and target != name and not name.startswith(target + "."):
                 found.add(target)
     # Importing a.b.c runs a/__init__ and a/b/__init__ first.
     for target in list(found):

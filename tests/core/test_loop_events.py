@@ -50,10 +50,10 @@ async def test_a_store_that_fails_leaves_memory_equal_to_the_store() -> None:
     class FlakyStore(MemorySessionStore):
         fail = False
 
-        async def append(self, key, messages):  # type: ignore[no-untyped-def]
+        async def append(self, key, messages, **fence):  # type: ignore[no-untyped-def]
             if self.fail:
                 raise StoreError("disk full")
-            await super().append(key, messages)
+            return await super().append(key, messages, **fence)
 
     store = FlakyStore()
     session = await (await init(model=FunctionModel(lambda r: "ok"), session_store=store)).session()

@@ -105,7 +105,9 @@ async def test_test_model_calls_every_tool_with_schema_valid_args() -> None:
     session = await session_for(model, tools=[lookup_order, add])
     res = await session.prompt("Where is my order 7?")
     assert sorted(got) == [("add", (0, 0)), ("lookup_order", ("a", 3))]
-    assert json.loads(res.text) == {"lookup_order": {"order_id": "a", "status": "shipped"}, "add": 0}
+    # The test model says it is one, and what each tool returned.
+    assert res.text.startswith("[test model] called lookup_order, add; no real model was used.")
+    assert 'lookup_order: {"order_id":"a","status":"shipped"}' in res.text and "add: 0" in res.text
     assert res.usage.requests == 2
     assert res.messages == session.history
     assert [m.role for m in res.messages] == ["user", "assistant", "user", "assistant"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -210,8 +209,11 @@ async def test_the_quickstart_example_runs_offline(tmp_path: Path, monkeypatch: 
     record = await project.run("summarize", {"text": "PyFlue runs agents and workflows."})
     assert record.status == "completed", record.error
     # TestModel calls every tool once: the assistant's count_words and its built-in task tool.
-    assert json.loads(record.result["summary"]) == {"count_words": 1, "task": {"count_words": 1}}
-    assert json.loads(record.result["review"]) == {"count_words": 1}
+    assert record.result["summary"].startswith(
+        "[test model] called count_words, task; no real model was used."
+    )
+    assert "count_words: 1" in record.result["summary"]
+    assert record.result["review"].startswith("[test model] called count_words;")
     assert record.usage.requests == 6
 
 

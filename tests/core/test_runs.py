@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from pyflue import Event, Project, cancel_run, get_run, iter_events, list_runs, prune_runs
 from pyflue.errors import ConfigError, NotFoundError
 from pyflue.ids import new_run_id
-from pyflue.stores.base import RunRecord, RunStore
 from pyflue.stores.memory import MemoryRunStore
+from pyflue.stores.runs import RunRecord, RunStore
 from pyflue.stores.sqlite import SQLiteRunStore
 from tests.core._workflow_helpers import (
     STUCK,

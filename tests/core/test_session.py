@@ -552,8 +552,8 @@ async def test_calls_left_unanswered_by_a_dead_process_get_an_unknown_outcome_no
     the model decides what to do instead of the call silently running twice."""
     from pyflue.loop import UNKNOWN_OUTCOME
     from pyflue.models.messages import ToolCallPart, ToolResultPart
-    from pyflue.stores.base import SessionKey
     from pyflue.stores.memory import MemorySessionStore
+    from pyflue.stores.sessions import SessionKey
 
     store = MemorySessionStore()
     ran: list[str] = []
@@ -590,8 +590,8 @@ async def test_calls_left_unanswered_by_a_dead_process_get_an_unknown_outcome_no
 
 async def test_a_tool_call_is_stored_before_the_tool_runs() -> None:
     from pyflue.models.messages import ToolCallPart
-    from pyflue.stores.base import SessionKey
     from pyflue.stores.memory import MemorySessionStore
+    from pyflue.stores.sessions import SessionKey
 
     store = MemorySessionStore()
     key = SessionKey("agent", "probe", "default")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import pytest
 
 from pyflue import init
 from pyflue.models.base import ModelRequest
@@ -15,11 +14,6 @@ from pyflue.models.testing import FunctionModel
 from pyflue.stores.sqlite import SQLiteSessionStore
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the session takes the store's turn lease and reloads a history the store is ahead of "
-    "(the core's side of the store's lease; remove this mark when the core does)",
-)
 async def test_two_store_objects_on_one_file_take_turns_on_a_session(tmp_path: Path) -> None:
     """Two store objects on one file are what two processes are: operations on one session still
     take turns, and every model call sees the whole history."""

@@ -25,8 +25,8 @@ from pyflue.models.messages import (
 )
 from pyflue.models.testing import FunctionModel
 from pyflue.session import PromptResult, Session
-from pyflue.stores.base import SessionKey
 from pyflue.stores.memory import MemorySessionStore
+from pyflue.stores.sessions import SessionKey
 
 Respond = Callable[[ModelRequest], "ModelResponse | str"]
 

@@ -14,8 +14,8 @@ import pytest
 from pyflue import Event, Project, cancel_run, define_tool, get_run, init, invoke_workflow, list_runs
 from pyflue.errors import ConfigError, PayloadValidationError, UnknownAgentError
 from pyflue.models.base import Usage
-from pyflue.stores.base import RunRecord
 from pyflue.stores.memory import MemoryRunStore
+from pyflue.stores.runs import RunRecord
 from tests.core._workflow_helpers import (
     SEED,
     STUCK,
@@ -519,7 +519,7 @@ async def test_an_async_observer_of_a_run_started_inside_an_agent_operation_gets
 
     harness = await init(model="test", tools=[start_inner], on_event=observe_agent)
     result = await (await harness.session()).prompt("go")
-    assert '"completed"' in result.text
+    assert result.text.endswith("start_inner: completed")
     assert seen == ["run_start", "log", "run_end"]
 
 

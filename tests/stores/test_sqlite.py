@@ -173,7 +173,12 @@ async def test_a_turn_writes_only_its_new_messages(tmp_path: Path) -> None:
         assert [r[3] for r in after] == list(range(1, len(after) + 1))
         before = after
     assert [call for call in spy.calls if call[0] == "load"] == [("load", 0)]
-    assert [call for call in spy.calls if call[0] != "load"] == [("append", 3), ("append", 1)] * 3
+    # Per prompt: (prompt, call) before the tool runs, (result), then (answer) with the turn's release.
+    assert [call for call in spy.calls if call[0] != "load"] == [
+        ("append", 2),
+        ("append", 1),
+        ("append", 1),
+    ] * 3
     assert [json.loads(r[4])[0]["role"] for r in before[:4]] == ["user", "assistant", "user", "assistant"]
     await spy.aclose()
 
