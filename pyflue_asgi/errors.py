@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["ApiError", "envelope", "error_body", "error_response", "exception_handlers", "status_for"]
+__all__ = ["ApiError", "envelope", "error_body", "error_response", "exception_handlers", "public", "status_for"]
 
 _log = logging.getLogger("pyflue.asgi")
 
@@ -122,6 +122,21 @@ def _http_message(exc: HTTPException) -> str:
         allowed = (exc.headers or {}).get("Allow", "")
         return f"method not allowed here; allowed: {allowed}" if allowed else "method not allowed here"
     return str(exc.detail)
+
+
+def public(data: dict[str, Any], *, debug: bool) -> dict[str, Any]:
+    """A run record's or a ``run_end`` event's dict as clients see it: the typed error stays (it is
+    the run's outcome), its ``traceback`` (file paths, source lines) only with ``debug``."""
+    if debug:
+        return data
+    holder = data.get("data") if "event_id" in data else data
+    if not isinstance(holder, dict):
+        return data
+    error = holder.get("error")
+    if not isinstance(error, dict) or "traceback" not in error:
+        return data
+    cleaned = {**holder, "error": {k: v for k, v in error.items() if k != "traceback"}}
+    return {**data, "data": cleaned} if holder is not data else cleaned
 
 
 def exception_handlers(debug: bool) -> dict[Any, Any]:

@@ -26,7 +26,7 @@ from pydantic_core import to_json
 from pyflue import Event, PromptResult, RunRecord
 from pyflue.stores.base import RunStore
 
-from .errors import error_body
+from .errors import error_body, public
 
 __all__ = ["HEARTBEAT", "SSE_HEADERS", "Feeds", "RunFeed", "encode", "prompt_stream", "run_stream"]
 
@@ -45,8 +45,8 @@ def encode(kind: str, data: Any, id: int | None = None) -> bytes:
     return head.encode() + b"data: " + to_json(data) + b"\n\n"
 
 
-def _event(event: Event) -> bytes:
-    return encode(event.type, event.model_dump(), event.seq)
+def _event(event: Event, debug: bool) -> bytes:
+    return encode(event.type, public(event.model_dump(), debug=debug), event.seq)
 
 
 def end_event(record: RunRecord, seq: int) -> dict[str, Any]:
@@ -147,7 +147,9 @@ class Feeds:
         return len(self._feeds)
 
 
-async def run_stream(feeds: Feeds, run_id: str, after: int, heartbeat: float) -> AsyncIterator[bytes]:
+async def run_stream(
+    feeds: Feeds, run_id: str, after: int, heartbeat: float, *, debug: bool
+) -> AsyncIterator[bytes]:
     """The SSE messages of a run after ``after``, until its end."""
     with feeds.follow(run_id) as feed:
         position = after
@@ -157,14 +159,14 @@ async def run_stream(feeds: Feeds, run_id: str, after: int, heartbeat: float) ->
                 events = await feed.store.read_events(run_id, after_seq=position, limit=_PAGE)
             for event in events:
                 position = event.seq
-                yield _event(event)
+                yield _event(event, debug)
                 if event.type == "run_end":
                     return
             if events:
                 continue
             if feed.ended:
                 if feed.record is not None and not feed.end_seen and position >= feed.last_seq:
-                    yield encode("run_end", end_event(feed.record, position + 1))
+                    yield encode("run_end", public(end_event(feed.record, position + 1), debug=debug))
                 return
             with anyio.move_on_after(heartbeat) as quiet:
                 while feed.last_seq <= position and not feed.ended:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..bodies import id_param, query_int
-from ..errors import ApiError
+from ..errors import ApiError, public
 from ..routing import ApiRoute, Param
 from ..schemas import MAX_ID, CancelResult, EventList, RunList, RunRecordBody
 from ..sse import SSE_HEADERS, run_stream
@@ -38,12 +38,13 @@ async def runs_page(request: Request, state: ServerState) -> Response:
         )
     except ConfigError as exc:  # a cursor that is not one of ours
         raise _invalid("query.cursor", str(exc)) from None
-    return JSONResponse({"runs": [record_body(r) for r in page.runs], "next_cursor": page.next_cursor})
+    return JSONResponse({"runs": [record_body(r, debug=state.settings.debug) for r in page.runs], "next_cursor": page.next_cursor})
 
 
 async def run_record(request: Request, state: ServerState) -> Response:
     run_id = _run_id(request)
-    return JSONResponse(record_body(await get_run(run_id, store=state.run_store)))
+    record = await get_run(run_id, store=state.run_store)
+    return JSONResponse(record_body(record, debug=state.settings.debug))
 
 
 async def run_events(request: Request, state: ServerState) -> Response:
@@ -64,7 +65,7 @@ async def run_events(request: Request, state: ServerState) -> Response:
                 break
             position = event.seq
             if wanted is None or event.type in wanted:
-                events.append(event.model_dump())
+                events.append(public(event.model_dump(), debug=state.settings.debug))
         if len(batch) < MAX_LIMIT:
             break
     return JSONResponse({"events": events, "next_after": position if more else None})
@@ -78,7 +79,7 @@ async def run_follow(request: Request, state: ServerState) -> Response:
         after = min(int(resume), MAX_SEQ)
     else:
         after = query_int(request, "after", 0, 0, MAX_SEQ)
-    stream = run_stream(state.feeds, run_id, after, state.settings.heartbeat)
+    stream = run_stream(state.feeds, run_id, after, state.settings.heartbeat, debug=state.settings.debug)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

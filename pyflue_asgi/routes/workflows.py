@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from pyflue import RunRecord
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..bodies import name_param, read_json, wants_sse
-from ..errors import ApiError
+from ..errors import ApiError, public
 from ..routing import ApiRoute, Param
 from ..schemas import MAX_NAME, NAME_PATTERN, RunAccepted, RunRecordBody, WorkflowList
 from ..sse import SSE_HEADERS, run_stream
@@ -45,14 +46,14 @@ async def start(request: Request, state: ServerState) -> Response:
     handle = await state.start_run(name, payload)
     location = {"Location": run_location(request, handle.run_id)}
     if wants_sse(request):
-        stream = run_stream(state.feeds, handle.run_id, 0, state.settings.heartbeat)
+        stream = run_stream(state.feeds, handle.run_id, 0, state.settings.heartbeat, debug=state.settings.debug)
         return StreamingResponse(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **location})
     if wait == "result":
         await handle.done.wait()
         record = handle.record or await state.run_store.get_run(handle.run_id)
         if record is None:
             raise ApiError(500, "InternalError", f"run {handle.run_id} has no record")
-        return JSONResponse(record_body(record), headers=location)
+        return JSONResponse(record_body(record, debug=state.settings.debug), headers=location)
     return JSONResponse({"run_id": handle.run_id, "status": "running"}, status_code=202, headers=location)
 
 
@@ -71,9 +72,8 @@ def run_location(request: Request, run_id: str) -> str:
     return f"{request.scope.get('root_path', '')}/runs/{quote(run_id, safe=':')}"
 
 
-def record_body(record: Any) -> dict[str, Any]:
-    body: dict[str, Any] = record.model_dump(mode="json")
-    return body
+def record_body(record: RunRecord, *, debug: bool) -> dict[str, Any]:
+    return public(record.model_dump(mode="json"), debug=debug)
 
 
 routes = [
