@@ -13,12 +13,13 @@ import os
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from pyflue import Project
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pyflue import Project
 
 from . import openapi
 from .auth import Auth, AuthMiddleware, check_auth
@@ -77,7 +78,9 @@ def create_app(
     if not isinstance(project, Project):
         project = Project.load(project)
     if max_body < 1 or heartbeat <= 0 or poll_interval <= 0 or feed_window < 1 or grace_period < 0:
-        raise ValueError("max_body, heartbeat, poll_interval and feed_window must be positive; grace_period >= 0")
+        raise ValueError(
+            "max_body, heartbeat, poll_interval and feed_window must be positive; grace_period >= 0"
+        )
     settings = Settings(
         debug=debug,
         max_body=max_body,

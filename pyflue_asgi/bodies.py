@@ -13,7 +13,7 @@ from starlette.requests import Request
 from .errors import ApiError
 from .schemas import MAX_ID, MAX_NAME
 
-__all__ = ["name_param", "id_param", "query_int", "read_json", "validate", "wants_sse"]
+__all__ = ["id_param", "name_param", "query_int", "read_json", "validate", "wants_sse"]
 
 M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -51,13 +51,17 @@ async def read_json(request: Request, max_body: int) -> Any:
 def validate(model: type[M], data: Any) -> M:
     """``data`` as ``model``; 422 listing each problem with its field path."""
     if data is None:
-        raise ApiError(422, "ValidationError", "a JSON body is required", details=[_problem(("body",), "required")])
+        raise ApiError(
+            422, "ValidationError", "a JSON body is required", details=[_problem(("body",), "required")]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         details = [_problem(("body", *e["loc"]), e["msg"]) for e in exc.errors()[:20]]
         summary = "; ".join(f"{d['path']}: {d['message']}" for d in details[:3])
-        raise ApiError(422, "ValidationError", f"the body is invalid: {_short(summary)}", details=details) from None
+        raise ApiError(
+            422, "ValidationError", f"the body is invalid: {_short(summary)}", details=details
+        ) from None
 
 
 def name_param(request: Request, key: str = "name") -> str:

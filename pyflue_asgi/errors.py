@@ -11,13 +11,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyflue import errors as core
-from pyflue.ids import new_ulid
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["ApiError", "envelope", "error_body", "error_response", "exception_handlers", "public", "status_for"]
+from pyflue import errors as core
+from pyflue.ids import new_ulid
+
+__all__ = [
+    "ApiError",
+    "envelope",
+    "error_body",
+    "error_response",
+    "exception_handlers",
+    "public",
+    "status_for",
+]
 
 _log = logging.getLogger("pyflue.asgi")
 

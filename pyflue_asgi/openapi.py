@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+
 from pyflue import __version__
 
 from .routing import ApiRoute
@@ -60,11 +61,20 @@ def _ref(model: type[BaseModel], refs: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _operation(route: ApiRoute, refs: dict[Any, Any], auth: bool) -> dict[str, Any]:
-    operation: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary, "tags": [route.tag]}
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+    }
     if route.params:
         operation["parameters"] = [
-            {"name": p.name, "in": p.where, "required": p.where == "path" or p.required,
-             "description": p.description, "schema": p.schema}
+            {
+                "name": p.name,
+                "in": p.where,
+                "required": p.where == "path" or p.required,
+                "description": p.description,
+                "schema": p.schema,
+            }
             for p in route.params
         ]
     if route.body is not None:
@@ -75,7 +85,9 @@ def _operation(route: ApiRoute, refs: dict[Any, Any], auth: bool) -> dict[str, A
         }
     responses: dict[str, Any] = {}
     for status, model in route.answers.items():
-        content: dict[str, Any] = {"application/json": {"schema": _ref(model, refs) if model else {"type": "object"}}}
+        content: dict[str, Any] = {
+            "application/json": {"schema": _ref(model, refs) if model else {"type": "object"}}
+        }
         if route.sse and status == 200:
             content["text/event-stream"] = {"schema": {"type": "string"}}
         answer: dict[str, Any] = {"description": _describe(status), "content": content}

@@ -29,6 +29,8 @@ __all__ = [
 #: Instance, session and run ids: any printable text of 1 to 256 characters (data, never paths).
 MAX_ID = 256
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+#: The documented form of ids: no control characters (the server also refuses other non-printable ones).
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_NAME = 128
 
 
@@ -73,9 +75,16 @@ class WorkflowList(_Body):
 class PromptBody(_Body):
     """``message`` (or ``prompt``, PyFlue 0.2.0's name): text, or a list of text/image parts."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": ["message"]}, {"required": ["prompt"]}],
+        },
+    )
+
     message: str | list[dict[str, Any]] | None = None
     prompt: str | list[dict[str, Any]] | None = None
-    session: str = Field("default", min_length=1, max_length=MAX_ID)
+    session: str = Field("default", min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)
     result_schema: dict[str, Any] | None = Field(
         None, description="a JSON schema the answer must follow; the reply then carries `output`"
     )

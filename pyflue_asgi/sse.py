@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import anyio
 from pydantic_core import to_json
+
 from pyflue import Event, PromptResult, RunRecord
 from pyflue.stores.base import RunStore
 
@@ -176,7 +177,7 @@ async def run_stream(
 
 
 async def prompt_stream(
-    items: AsyncIterator[Event | PromptResult],
+    items: AsyncIterable[Event | PromptResult],
     reply: Callable[[PromptResult], dict[str, Any]],
     *,
     debug: bool,

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
+
 from pyflue import Project, RunRecord, invoke_workflow
 from pyflue.ids import new_run_id
 from pyflue.stores.base import RunStore

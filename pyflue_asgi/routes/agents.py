@@ -11,15 +11,25 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from pydantic import WithJsonSchema
-from pyflue import PromptResult, Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from pyflue import PromptResult, Session
+
 from ..bodies import id_param, name_param, read_json, validate, wants_sse
 from ..errors import ApiError
 from ..routing import ApiRoute, Param
-from ..schemas import MAX_ID, MAX_NAME, NAME_PATTERN, AbortResult, AgentList, PromptBody, PromptReply
+from ..schemas import (
+    ID_PATTERN,
+    MAX_ID,
+    MAX_NAME,
+    NAME_PATTERN,
+    AbortResult,
+    AgentList,
+    PromptBody,
+    PromptReply,
+)
 from ..sse import SSE_HEADERS, prompt_stream
 from ..state import Hold, ServerState
 
@@ -40,7 +50,9 @@ async def prompt(request: Request, state: ServerState) -> Response:
     multitask = request.query_params.get("multitask", "enqueue")
     if multitask not in MULTITASK:
         raise ApiError(
-            422, "ValidationError", f"query.multitask: must be one of {', '.join(MULTITASK)}",
+            422,
+            "ValidationError",
+            f"query.multitask: must be one of {', '.join(MULTITASK)}",
             details=[{"path": "query.multitask", "message": f"must be one of {', '.join(MULTITASK)}"}],
         )
     data = await read_json(request, state.settings.max_body)
@@ -69,7 +81,13 @@ async def prompt(request: Request, state: ServerState) -> Response:
 
 
 async def _stream(
-    state: ServerState, session: Session, body: PromptBody, result: Any, multitask: str, model: str, hold: Hold
+    state: ServerState,
+    session: Session,
+    body: PromptBody,
+    result: Any,
+    multitask: str,
+    model: str,
+    hold: Hold,
 ) -> AsyncIterator[bytes]:
     with hold:
         if multitask == "interrupt" and session.operation_id is not None:
@@ -141,36 +159,70 @@ def _reply(result: PromptResult, model: str) -> dict[str, Any]:
 
 
 _NAME = Param("name", "path", {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME}, "the agent")
-_ID = Param("id", "path", {"type": "string", "minLength": 1, "maxLength": MAX_ID}, "the instance id")
+_ID = Param(
+    "id",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN},
+    "the instance id",
+)
 
 routes = [
     ApiRoute(
-        "GET", "/agents", list_agents, "listAgents", "The project's agents", "agents",
+        "GET",
+        "/agents",
+        list_agents,
+        "listAgents",
+        "The project's agents",
+        "agents",
         answers={200: AgentList},
     ),
     ApiRoute(
-        "POST", "/agents/{name}/{id}", prompt, "promptAgent",
-        "Prompt an agent instance; with Accept: text/event-stream, its events then the result", "agents",
+        "POST",
+        "/agents/{name}/{id}",
+        prompt,
+        "promptAgent",
+        "Prompt an agent instance; with Accept: text/event-stream, its events then the result",
+        "agents",
         params=(
             _NAME,
             _ID,
             Param(
-                "multitask", "query", {"type": "string", "enum": list(MULTITASK), "default": "enqueue"},
+                "multitask",
+                "query",
+                {"type": "string", "enum": list(MULTITASK), "default": "enqueue"},
                 "when the session is busy: wait (enqueue), answer 409 (reject), or abort the running prompt",
             ),
         ),
-        body=PromptBody, body_required=True, answers={200: PromptReply}, sse=True,
+        body=PromptBody,
+        body_required=True,
+        answers={200: PromptReply},
+        sse=True,
         errors=(400, 404, 409, 413, 415, 422, 502, 504),
     ),
     ApiRoute(
-        "POST", "/agents/{name}/{id}/abort", abort, "abortAgentSession",
-        "Abort the operation running on one session of an instance (queued prompts go on)", "agents",
+        "POST",
+        "/agents/{name}/{id}/abort",
+        abort,
+        "abortAgentSession",
+        "Abort the operation running on one session of an instance (queued prompts go on)",
+        "agents",
         params=(
             _NAME,
             _ID,
-            Param("session", "query", {"type": "string", "minLength": 1, "maxLength": MAX_ID, "default": "default"},
-                  "the session"),
+            Param(
+                "session",
+                "query",
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ID,
+                    "pattern": ID_PATTERN,
+                    "default": "default",
+                },
+                "the session",
+            ),
         ),
-        answers={200: AbortResult}, errors=(404, 422),
+        answers={200: AbortResult},
+        errors=(404, 422),
     ),
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pyflue import __version__
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from pyflue import __version__
 
 from ..routing import ApiRoute
 from ..schemas import Health
@@ -22,8 +23,23 @@ async def openapi(request: Request, state: ServerState) -> Response:
 
 
 routes = [
-    ApiRoute("GET", "/health", health, "health", "Liveness: always open, no token needed", "meta",
-             answers={200: Health}, open=True),
-    ApiRoute("GET", "/openapi.json", openapi, "openapi", "This API as an OpenAPI 3.1 document", "meta",
-             answers={200: None}),
+    ApiRoute(
+        "GET",
+        "/health",
+        health,
+        "health",
+        "Liveness: always open, no token needed",
+        "meta",
+        answers={200: Health},
+        open=True,
+    ),
+    ApiRoute(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "openapi",
+        "This API as an OpenAPI 3.1 document",
+        "meta",
+        answers={200: None},
+    ),
 ]

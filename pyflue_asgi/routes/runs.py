@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
 from pyflue import cancel_run, get_run, list_runs
 from pyflue.errors import ConfigError
 from pyflue.stores.base import RUN_STATUSES
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..bodies import id_param, query_int
 from ..errors import ApiError, public
 from ..routing import ApiRoute, Param
-from ..schemas import MAX_ID, CancelResult, EventList, RunList, RunRecordBody
+from ..schemas import ID_PATTERN, MAX_ID, CancelResult, EventList, RunList, RunRecordBody
 from ..sse import SSE_HEADERS, run_stream
 from ..state import ServerState
 from .workflows import record_body
@@ -33,12 +34,20 @@ async def runs_page(request: Request, state: ServerState) -> Response:
     workflow = request.query_params.get("workflow")
     try:
         page = await list_runs(
-            workflow=workflow, status=status, limit=limit, cursor=request.query_params.get("cursor"),
+            workflow=workflow,
+            status=status,
+            limit=limit,
+            cursor=request.query_params.get("cursor"),
             store=state.run_store,
         )
     except ConfigError as exc:  # a cursor that is not one of ours
         raise _invalid("query.cursor", str(exc)) from None
-    return JSONResponse({"runs": [record_body(r, debug=state.settings.debug) for r in page.runs], "next_cursor": page.next_cursor})
+    return JSONResponse(
+        {
+            "runs": [record_body(r, debug=state.settings.debug) for r in page.runs],
+            "next_cursor": page.next_cursor,
+        }
+    )
 
 
 async def run_record(request: Request, state: ServerState) -> Response:
@@ -95,52 +104,106 @@ def _run_id(request: Request) -> str:
 
 
 def _invalid(path: str, message: str) -> ApiError:
-    return ApiError(422, "ValidationError", f"{path}: {message}", details=[{"path": path, "message": message}])
+    return ApiError(
+        422, "ValidationError", f"{path}: {message}", details=[{"path": path, "message": message}]
+    )
 
 
-_RUN = Param("run_id", "path", {"type": "string", "minLength": 1, "maxLength": MAX_ID}, "the run id")
-_AFTER = Param("after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}, "only events with a greater seq")
+_RUN = Param(
+    "run_id",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN},
+    "the run id",
+)
+_AFTER = Param(
+    "after", "query", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}, "only events with a greater seq"
+)
 
 routes = [
     ApiRoute(
-        "GET", "/runs", runs_page, "listRuns", "Runs, newest first, one page at a time", "runs",
+        "GET",
+        "/runs",
+        runs_page,
+        "listRuns",
+        "Runs, newest first, one page at a time",
+        "runs",
         params=(
             Param("workflow", "query", {"type": "string"}, "only runs of this workflow"),
-            Param("status", "query", {"type": "string", "enum": list(RUN_STATUSES)}, "only runs with this status"),
-            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
-                  "at most this many runs"),
+            Param(
+                "status",
+                "query",
+                {"type": "string", "enum": list(RUN_STATUSES)},
+                "only runs with this status",
+            ),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
+                "at most this many runs",
+            ),
             Param("cursor", "query", {"type": "string"}, "the next_cursor of the previous page"),
         ),
-        answers={200: RunList}, errors=(422,),
+        answers={200: RunList},
+        errors=(422,),
     ),
     ApiRoute(
-        "GET", "/runs/{run_id}", run_record, "getRun", "A run's record", "runs",
-        params=(_RUN,), answers={200: RunRecordBody}, errors=(404, 422),
+        "GET",
+        "/runs/{run_id}",
+        run_record,
+        "getRun",
+        "A run's record",
+        "runs",
+        params=(_RUN,),
+        answers={200: RunRecordBody},
+        errors=(404, 422),
     ),
     ApiRoute(
-        "GET", "/runs/{run_id}/events", run_events, "getRunEvents", "A page of a run's recorded events", "runs",
+        "GET",
+        "/runs/{run_id}/events",
+        run_events,
+        "getRunEvents",
+        "A page of a run's recorded events",
+        "runs",
         params=(
             _RUN,
             _AFTER,
-            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
-                  "at most this many events"),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+                "at most this many events",
+            ),
             Param("types", "query", {"type": "string"}, "only these event types (comma-separated)"),
         ),
-        answers={200: EventList}, errors=(404, 422),
+        answers={200: EventList},
+        errors=(404, 422),
     ),
     ApiRoute(
-        "GET", "/runs/{run_id}/stream", run_follow, "streamRun",
-        "A run's events as server-sent events (id = seq) until it ends; resumes with Last-Event-ID", "runs",
+        "GET",
+        "/runs/{run_id}/stream",
+        run_follow,
+        "streamRun",
+        "A run's events as server-sent events (id = seq) until it ends; resumes with Last-Event-ID",
+        "runs",
         params=(
             _RUN,
             _AFTER,
-            Param("Last-Event-ID", "header", {"type": "string"}, "resume after this seq (set by EventSource)"),
+            Param(
+                "Last-Event-ID", "header", {"type": "string"}, "resume after this seq (set by EventSource)"
+            ),
         ),
-        sse="only", errors=(404, 422),
+        sse="only",
+        errors=(404, 422),
     ),
     ApiRoute(
-        "POST", "/runs/{run_id}/cancel", cancel, "cancelRun",
-        "Ask a running run to cancel (from any process); it ends `cancelled`", "runs",
-        params=(_RUN,), answers={200: CancelResult}, errors=(404, 422),
+        "POST",
+        "/runs/{run_id}/cancel",
+        cancel,
+        "cancelRun",
+        "Ask a running run to cancel (from any process); it ends `cancelled`",
+        "runs",
+        params=(_RUN,),
+        answers={200: CancelResult},
+        errors=(404, 422),
     ),
 ]

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from pyflue import RunRecord
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from pyflue import RunRecord
 
 from ..bodies import name_param, read_json, wants_sse
 from ..errors import ApiError, public
@@ -37,7 +38,9 @@ async def start(request: Request, state: ServerState) -> Response:
     wait = request.query_params.get("wait")
     if wait not in (None, "result"):
         raise ApiError(
-            422, "ValidationError", "query.wait: the only value is `result`",
+            422,
+            "ValidationError",
+            "query.wait: the only value is `result`",
             details=[{"path": "query.wait", "message": "the only value is `result`"}],
         )
     definition = state.project.workflow(name)
@@ -46,7 +49,9 @@ async def start(request: Request, state: ServerState) -> Response:
     handle = await state.start_run(name, payload)
     location = {"Location": run_location(request, handle.run_id)}
     if wants_sse(request):
-        stream = run_stream(state.feeds, handle.run_id, 0, state.settings.heartbeat, debug=state.settings.debug)
+        stream = run_stream(
+            state.feeds, handle.run_id, 0, state.settings.heartbeat, debug=state.settings.debug
+        )
         return StreamingResponse(stream, media_type="text/event-stream", headers={**SSE_HEADERS, **location})
     if wait == "result":
         await handle.done.wait()
@@ -78,21 +83,35 @@ def record_body(record: RunRecord, *, debug: bool) -> dict[str, Any]:
 
 routes = [
     ApiRoute(
-        "GET", "/workflows", list_workflows, "listWorkflows",
-        "The project's workflows with their payload JSON schemas", "workflows",
+        "GET",
+        "/workflows",
+        list_workflows,
+        "listWorkflows",
+        "The project's workflows with their payload JSON schemas",
+        "workflows",
         answers={200: WorkflowList},
     ),
     ApiRoute(
-        "POST", "/workflows/{name}", start, "startWorkflow",
+        "POST",
+        "/workflows/{name}",
+        start,
+        "startWorkflow",
         "Start a run: 202 with its id; ?wait=result for the final record; Accept: text/event-stream "
-        "for its events", "workflows",
+        "for its events",
+        "workflows",
         params=(
-            Param("name", "path", {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME}, "the workflow"),
+            Param(
+                "name",
+                "path",
+                {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME},
+                "the workflow",
+            ),
             Param("wait", "query", {"type": "string", "enum": ["result"]}, "answer when the run has ended"),
         ),
         body={"description": "the payload (any JSON value; the workflow's Payload validates it)"},
         answers={202: RunAccepted, 200: RunRecordBody},
         answer_headers={202: {"Location": "the run's URL"}, 200: {"Location": "the run's URL"}},
-        sse=True, errors=(400, 404, 413, 415, 422),
+        sse=True,
+        errors=(400, 404, 413, 415, 422),
     ),
 ]

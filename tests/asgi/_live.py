@@ -76,17 +76,17 @@ FILES = {
                 ctx.log.info("line", i=i)
             return {"count": count}
         ''',
-    "workflows/boom.py": '''\
+    "workflows/boom.py": """\
         async def run(ctx):
             raise ValueError("secret internal detail")
-        ''',
-    "workflows/stuck.py": '''\
+        """,
+    "workflows/stuck.py": """\
         import anyio
 
         async def run(ctx):
             ctx.log.info("waiting")
             await anyio.sleep(3600)
-        ''',
+        """,
 }
 
 
@@ -111,7 +111,9 @@ class LiveServer:
     def _serve(self) -> None:
         try:
             if self.kind == "uvicorn":
-                config = uvicorn.Config(self.app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
+                config = uvicorn.Config(
+                    self.app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5
+                )
                 server = uvicorn.Server(config)
                 self._stop = server
                 server.run(sockets=[self.sock])

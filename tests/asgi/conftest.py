@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyflue_asgi import create_app
 
+from pyflue_asgi import create_app
 from tests.asgi._live import make_project, serve
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pyflue_asgi import create_app
 from starlette.datastructures import Headers
 
+from pyflue_asgi import create_app
 from tests.asgi._live import serve
 
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyflue_asgi import create_app
 
+from pyflue_asgi import create_app
 from tests.asgi._live import serve, sse
 
 
@@ -39,10 +39,20 @@ def _error(reply: httpx.Response, status: int, kind: str) -> dict[str, object]:
         ("POST", "/runs/nope/cancel", {}, 404, "NotFoundError"),
         ("POST", "/agents/Bad.Name/1", {"json": {"message": "x"}}, 422, "ValidationError"),
         ("POST", "/workflows/_hidden", {}, 422, "ValidationError"),
-        ("POST", "/agents/echo/1", {"content": b"{nope", "headers": {"content-type": "application/json"}}, 400,
-         "InvalidJSON"),
-        ("POST", "/agents/echo/1", {"content": b"message=hi", "headers": {"content-type": "text/plain"}}, 415,
-         "UnsupportedMediaType"),
+        (
+            "POST",
+            "/agents/echo/1",
+            {"content": b"{nope", "headers": {"content-type": "application/json"}},
+            400,
+            "InvalidJSON",
+        ),
+        (
+            "POST",
+            "/agents/echo/1",
+            {"content": b"message=hi", "headers": {"content-type": "text/plain"}},
+            415,
+            "UnsupportedMediaType",
+        ),
         ("POST", "/agents/echo/1", {"json": {"session": "s"}}, 422, "ValidationError"),
         ("POST", "/agents/echo/1", {"json": {"message": "x", "extra": 1}}, 422, "ValidationError"),
         ("POST", "/agents/echo/1", {}, 422, "ValidationError"),
@@ -55,8 +65,9 @@ def _error(reply: httpx.Response, status: int, kind: str) -> dict[str, object]:
         ("GET", "/runs/x/events?after=-1", {}, 422, "ValidationError"),
     ],
 )
-def test_error_envelope(shared_url: str, method: str, path: str, kwargs: dict[str, object], status: int,
-                        kind: str) -> None:
+def test_error_envelope(
+    shared_url: str, method: str, path: str, kwargs: dict[str, object], status: int, kind: str
+) -> None:
     with httpx.Client(base_url=shared_url) as client:
         _error(client.request(method, path, **kwargs), status, kind)  # type: ignore[arg-type]
 
@@ -71,7 +82,9 @@ def test_unknown_names_list_what_exists(shared_url: str) -> None:
 
 def test_validation_errors_have_field_paths(shared_url: str) -> None:
     with httpx.Client(base_url=shared_url) as client:
-        error = _error(client.post("/agents/echo/1", json={"message": 5, "session": ""}), 422, "ValidationError")
+        error = _error(
+            client.post("/agents/echo/1", json={"message": 5, "session": ""}), 422, "ValidationError"
+        )
     paths = {d["path"] for d in error["details"]}  # type: ignore[attr-defined]
     assert "body.session" in paths
     assert any(p.startswith("body.message") for p in paths)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pyflue_asgi import create_app
 
+from pyflue_asgi import create_app
 from tests.asgi._live import serve, sse
 
 
@@ -106,9 +106,7 @@ def test_a_failed_run_is_a_record_not_a_500(shared_url: str) -> None:
 
 def test_workflow_streams_its_events(shared_url: str) -> None:
     with httpx.Client(base_url=shared_url) as client:
-        reply = client.post(
-            "/workflows/chatty", json={"count": 4}, headers={"Accept": "text/event-stream"}
-        )
+        reply = client.post("/workflows/chatty", json={"count": 4}, headers={"Accept": "text/event-stream"})
     messages = [m for m in sse(reply.text) if "event" in m]
     assert [m["event"] for m in messages] == ["run_start", "log", "log", "log", "log", "run_end"]
     assert [int(m["id"]) for m in messages] == [1, 2, 3, 4, 5, 6]
@@ -193,10 +191,15 @@ def test_mounted_without_its_lifespan_says_what_to_do(project: Path) -> None:
 
 @pytest.mark.parametrize("server", ["hypercorn"])
 def test_hypercorn_smoke(project: Path, server: str) -> None:
-    with serve(create_app(project, poll_interval=0.02), server=server) as url, httpx.Client(base_url=url) as client:
+    with (
+        serve(create_app(project, poll_interval=0.02), server=server) as url,
+        httpx.Client(base_url=url) as client,
+    ):
         assert client.get("/health").json()["status"] == "ok"
         done = client.post("/workflows/hello?wait=result", json={"name": "H"}).json()
         assert done["result"] == {"greeting": "hello H"}
-        streamed = client.post("/workflows/chatty", json={"count": 2}, headers={"Accept": "text/event-stream"})
+        streamed = client.post(
+            "/workflows/chatty", json={"count": 2}, headers={"Accept": "text/event-stream"}
+        )
         assert [m["event"] for m in sse(streamed.text) if "event" in m][-1] == "run_end"
         assert client.post("/agents/echo/h", json={"message": "x"}).json()["result"]["text"]

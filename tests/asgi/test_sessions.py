@@ -8,19 +8,19 @@ from pathlib import Path
 
 import anyio
 import httpx
-from pyflue_asgi import create_app
 
+from pyflue_asgi import create_app
 from tests.asgi._live import serve, sse
 
 
 async def _started(project: Path, k: int) -> None:
-    while not await anyio.Path(project / f"started-{k}").exists():
+    while not await anyio.Path(project / f"started-{k}").exists():  # noqa: ASYNC110 - the server thread writes it
         await anyio.sleep(0.01)
 
 
 async def _ended(project: Path, k: int) -> None:
     log = anyio.Path(project / "gate.log")
-    while not (await log.exists() and f"end {k}\n" in await log.read_text()):
+    while not (await log.exists() and f"end {k}\n" in await log.read_text()):  # noqa: ASYNC110 - as above
         await anyio.sleep(0.01)
 
 
@@ -78,7 +78,8 @@ async def test_abort_route_stops_the_running_prompt(project: Path) -> None:
             async def stream() -> None:
                 streamed.append(
                     await client.post(
-                        "/agents/gated/i2", json={"message": "go", "session": "s"},
+                        "/agents/gated/i2",
+                        json={"message": "go", "session": "s"},
                         headers={"Accept": "text/event-stream"},
                     )
                 )

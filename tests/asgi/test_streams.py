@@ -12,9 +12,9 @@ from pathlib import Path
 
 import anyio
 import httpx
+
 from pyflue import Project, RunRecord
 from pyflue_asgi import create_app
-
 from tests.asgi._live import serve, sse
 
 
@@ -66,12 +66,18 @@ def _live(messages: list[dict[str, object]]) -> list[dict[str, object]]:
 def test_a_run_that_failed_before_its_first_event_closes_its_stream(project: Path) -> None:
     store = Project.load(project).run_store
     record = RunRecord(
-        run_id="workflow:hello:early", workflow="hello", status="failed", started_at=datetime.now(UTC),
-        ended_at=datetime.now(UTC), error={"type": "StoreError", "message": "disk full"},
+        run_id="workflow:hello:early",
+        workflow="hello",
+        status="failed",
+        started_at=datetime.now(UTC),
+        ended_at=datetime.now(UTC),
+        error={"type": "StoreError", "message": "disk full"},
     )
 
     async def seed() -> None:
-        await store.create_run(record.model_copy(update={"status": "running", "error": None, "ended_at": None}))
+        await store.create_run(
+            record.model_copy(update={"status": "running", "error": None, "ended_at": None})
+        )
         await store.finish_run(record)
 
     anyio.run(seed)
@@ -83,12 +89,17 @@ def test_a_run_that_failed_before_its_first_event_closes_its_stream(project: Pat
 
 
 def test_an_interrupted_run_closes_its_stream(project: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     pid = int(dead.stdout)
     store = Project.load(project).run_store
     orphan = RunRecord(
-        run_id="workflow:chatty:orphan", workflow="chatty", started_at=datetime.now(UTC),
-        owner_pid=pid, owner_host=socket.gethostname(),
+        run_id="workflow:chatty:orphan",
+        workflow="chatty",
+        started_at=datetime.now(UTC),
+        owner_pid=pid,
+        owner_host=socket.gethostname(),
     )
     anyio.run(store.create_run, orphan)
     assert pid != os.getpid()
@@ -105,8 +116,11 @@ async def test_200_streams_on_one_run(project: Path) -> None:
     with serve(app) as url:
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-            run_id = (await client.post("/workflows/chatty", json={"count": 20, "wait": True})).json()["run_id"]
+            run_id = (await client.post("/workflows/chatty", json={"count": 20, "wait": True})).json()[
+                "run_id"
+            ]
             connected = 0
+            all_connected = anyio.Event()
             ends: list[list[str]] = []
 
             async def follow() -> None:
@@ -118,13 +132,14 @@ async def test_200_streams_on_one_run(project: Path) -> None:
                             kinds.append(line[7:])
                             if kinds == ["run_start"]:
                                 connected += 1
+                                if connected == 200:
+                                    all_connected.set()
                 ends.append(kinds)
 
             async with anyio.create_task_group() as tg:
                 for _ in range(200):
                     tg.start_soon(follow)
-                while connected < 200:  # every subscriber has its first event: then let the run go on
-                    await anyio.sleep(0.01)
+                await all_connected.wait()  # every subscriber has its first event: let the run go on
                 await anyio.Path(project / "release-run").write_text("")
     assert len(ends) == 200
     assert all(kinds == ["run_start", *["log"] * 20, "run_end"] for kinds in ends)
@@ -132,7 +147,10 @@ async def test_200_streams_on_one_run(project: Path) -> None:
 
 
 def test_subscribers_behind_the_window_catch_up_from_the_store(project: Path) -> None:
-    with serve(create_app(project, feed_window=2, poll_interval=0.01)) as url, httpx.Client(base_url=url) as client:
+    with (
+        serve(create_app(project, feed_window=2, poll_interval=0.01)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
         run_id = client.post("/workflows/chatty?wait=result", json={"count": 30}).json()["run_id"]
         whole = _events(client.get(f"/runs/{run_id}/stream").text)
         tail = _events(client.get(f"/runs/{run_id}/stream", params={"after": 7}).text)
