@@ -15,11 +15,13 @@ page by page, as a reconnecting client would, and then joins the window again. Q
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from pydantic_core import to_json
@@ -61,14 +63,27 @@ def end_event(record: RunRecord, seq: int) -> dict[str, Any]:
     return Event("run_end", data, seq, record.run_id).model_dump()
 
 
+class Message(NamedTuple):
+    """An event as its subscribers receive it: encoded once, shared by all of them."""
+
+    seq: int
+    last: bool  # a run_end: the stream ends after it
+    wire: bytes
+
+    @classmethod
+    def of(cls, event: Event, debug: bool) -> Message:
+        return cls(event.seq, event.type == "run_end", _event(event, debug))
+
+
 class RunFeed:
     """One run's recent events, read from the store once for all its subscribers."""
 
-    def __init__(self, store: RunStore, run_id: str, poll_interval: float, window: int) -> None:
+    def __init__(self, store: RunStore, run_id: str, poll_interval: float, window: int, debug: bool) -> None:
         self.store = store
         self.run_id = run_id
         self.poll_interval = poll_interval
-        self.events: deque[Event] = deque(maxlen=window)
+        self.debug = debug
+        self.messages: deque[Message] = deque(maxlen=window)
         self.last_seq = 0
         self.end_seen = False  # a run_end is in the log
         self.ended = False  # nothing more will come
@@ -78,11 +93,20 @@ class RunFeed:
         self._polling = False
         self._next_poll = 0.0
 
-    def after(self, seq: int) -> list[Event] | None:
-        """The windowed events after ``seq``, or ``None`` when the window no longer reaches back."""
-        if self.events and self.events[0].seq > seq + 1:
+    def after(self, seq: int) -> list[Message] | None:
+        """The windowed messages after ``seq``, or ``None`` when the window no longer reaches back."""
+        messages = self.messages
+        if not messages or messages[-1].seq <= seq:
+            return []
+        if messages[0].seq > seq + 1:
             return None
-        return [e for e in self.events if e.seq > seq]
+        start = bisect.bisect_right(messages, seq, key=lambda m: m.seq)
+        return list(itertools.islice(messages, start, None))
+
+    async def read(self, seq: int) -> list[Message]:
+        """Messages after ``seq`` straight from the store (for a subscriber behind the window)."""
+        batch = await self.store.read_events(self.run_id, after_seq=seq, limit=_PAGE)
+        return [Message.of(e, self.debug) for e in batch]
 
     async def advance(self) -> None:
         """Wait for the next poll's result; poll the store if no other subscriber is polling."""
@@ -105,7 +129,7 @@ class RunFeed:
         settled = self.record is not None
         batch = await self.store.read_events(self.run_id, after_seq=self.last_seq, limit=_PAGE)
         if batch:
-            self.events.extend(batch)
+            self.messages.extend(Message.of(e, self.debug) for e in batch)
             self.last_seq = batch[-1].seq
             if any(e.type == "run_end" for e in batch):
                 self.end_seen = self.ended = True
@@ -125,8 +149,9 @@ class RunFeed:
 class Feeds:
     """The feeds of the runs someone is following; a feed lives while it has subscribers."""
 
-    def __init__(self, store: RunStore, poll_interval: float, window: int) -> None:
+    def __init__(self, store: RunStore, poll_interval: float, window: int, debug: bool) -> None:
         self.store = store
+        self.debug = debug
         self.poll_interval = poll_interval
         self.window = window
         self._feeds: dict[str, RunFeed] = {}
@@ -135,7 +160,9 @@ class Feeds:
     def follow(self, run_id: str) -> Iterator[RunFeed]:
         feed = self._feeds.get(run_id)
         if feed is None:
-            feed = self._feeds[run_id] = RunFeed(self.store, run_id, self.poll_interval, self.window)
+            feed = self._feeds[run_id] = RunFeed(
+                self.store, run_id, self.poll_interval, self.window, self.debug
+            )
         feed.subscribers += 1
         try:
             yield feed
@@ -155,15 +182,15 @@ async def run_stream(
     with feeds.follow(run_id) as feed:
         position = after
         while True:
-            events = feed.after(position)
-            if events is None:  # behind the window: catch up from the store
-                events = await feed.store.read_events(run_id, after_seq=position, limit=_PAGE)
-            for event in events:
-                position = event.seq
-                yield _event(event, debug)
-                if event.type == "run_end":
+            messages = feed.after(position)
+            if messages is None:  # behind the window: catch up from the store
+                messages = await feed.read(position)
+            for message in messages:
+                position = message.seq
+                yield message.wire
+                if message.last:
                     return
-            if events:
+            if messages:
                 continue
             if feed.ended:
                 if feed.record is not None and not feed.end_seen and position >= feed.last_seq:

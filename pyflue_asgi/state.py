@@ -93,7 +93,9 @@ class ServerState:
         if recovered:
             _log.warning("marked %d orphaned run(s) interrupted", len(recovered))
         self._store = store
-        self._feeds = Feeds(store, self.settings.poll_interval, self.settings.feed_window)
+        self._feeds = Feeds(
+            store, self.settings.poll_interval, self.settings.feed_window, self.settings.debug
+        )
         try:
             async with anyio.create_task_group() as group:
                 self._group = group
