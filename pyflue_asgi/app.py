@@ -1,0 +1,106 @@
+"""``create_app(project)``: the project's agents, workflows and runs as a plain ASGI 3 app.
+
+The app is Starlette inside, wrapped by the optional bearer check; the route table
+(:mod:`pyflue_asgi.routes`) gives both the Starlette routes and the OpenAPI document. Run it under
+any ASGI server (uvicorn, hypercorn, granian) or mount it under a prefix in Starlette or FastAPI;
+a host app must then run its lifespan: ``Starlette(routes=[Mount("/ai", app)],
+lifespan=app.lifespan)``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pyflue import Project
+
+from . import openapi
+from .auth import Auth, AuthMiddleware, check_auth
+from .errors import error_response, exception_handlers
+from .routes import table
+from .routing import ApiRoute
+from .state import ServerState, Settings, not_serving
+
+__all__ = ["PyFlueApp", "create_app"]
+
+
+class PyFlueApp:
+    """The ASGI app. ``state`` holds what it serves with; ``openapi`` is its document;
+    ``lifespan`` is for host apps that mount it (Starlette and FastAPI call it with themselves)."""
+
+    def __init__(self, project: Project, auth: Auth | None, settings: Settings) -> None:
+        routes = table()
+        self.openapi: dict[str, Any] = openapi.build(routes, auth=auth is not None)
+        self.state = ServerState(project, settings, self.openapi)
+        self.routes = routes
+        inner = Starlette(
+            routes=[_route(r, self.state) for r in routes],
+            exception_handlers=exception_handlers(settings.debug),
+            lifespan=self.lifespan,
+        )
+        self._app: ASGIApp = AuthMiddleware(inner, check_auth(auth)) if auth is not None else inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    def lifespan(self, app: Any = None) -> AbstractAsyncContextManager[None]:
+        """The app's lifespan as an async context manager: opens the stores, recovers orphaned
+        runs, and at the end lets runs in flight finish for the grace period."""
+        return self.state.lifespan()
+
+
+def create_app(
+    project: Project | str | os.PathLike[str],
+    *,
+    auth: Auth | None = None,
+    debug: bool = False,
+    max_body: int = 1 << 20,
+    heartbeat: float = 15.0,
+    poll_interval: float = 0.05,
+    feed_window: int = 1_024,
+    grace_period: float = 10.0,
+) -> PyFlueApp:
+    """The HTTP API of ``project`` (a :class:`~pyflue.Project` or its directory).
+
+    ``auth``: a bearer token, several, or ``async def check(headers) -> bool``; ``/health`` stays
+    open. ``debug``: internal error text in answers (never in production). ``max_body``: the request
+    body limit in bytes (413 above it). ``heartbeat``: seconds between SSE keep-alive comments.
+    ``poll_interval``: how often a followed run's store is read. ``feed_window``: events of a run kept
+    in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
+    """
+    if not isinstance(project, Project):
+        project = Project.load(project)
+    if max_body < 1 or heartbeat <= 0 or poll_interval <= 0 or feed_window < 1 or grace_period < 0:
+        raise ValueError(
+            "max_body, heartbeat, poll_interval and feed_window must be positive; grace_period >= 0"
+        )
+    settings = Settings(
+        debug=debug,
+        max_body=max_body,
+        heartbeat=heartbeat,
+        poll_interval=poll_interval,
+        feed_window=feed_window,
+        grace_period=grace_period,
+    )
+    return PyFlueApp(project, auth, settings)
+
+
+def _route(route: ApiRoute, state: ServerState) -> Route:
+    debug = state.settings.debug
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            if not route.open and not state.serving:
+                raise not_serving()
+            return await route.endpoint(request, state)
+        except Exception as exc:
+            return error_response(exc, debug=debug)
+
+    return Route(route.path, endpoint, methods=[route.method], name=route.operation_id)

@@ -1,0 +1,104 @@
+"""``pyflue serve [PROJECT]``: the project's HTTP API (``pyflue_asgi``) under uvicorn.
+
+It prints the URL and the routes, serves until Ctrl-C (or SIGTERM), then shuts down gracefully:
+requests in flight finish, runs get the app's grace period, open streams are closed after it.
+``PYFLUE_API_TOKEN`` (one token, or several separated by commas) turns bearer authentication on;
+without it the server only binds a loopback address, unless ``--insecure`` says that is meant.
+With ``--reload`` or ``--workers N`` uvicorn imports the app itself, through :func:`app_factory`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from typing import Any
+
+from ..core import project_dir
+from ..exits import COMPLETED, CliError
+
+__all__ = ["app_factory", "run"]
+
+TOKEN_ENV = "PYFLUE_API_TOKEN"
+#: How :func:`app_factory` finds the project in the processes uvicorn starts.
+PROJECT_ENV = "PYFLUE_SERVE_PROJECT"
+#: Seconds open connections (SSE streams) get at shutdown before they are closed.
+SHUTDOWN_TIMEOUT = 15.0
+
+
+def run(args: argparse.Namespace) -> int:
+    root = project_dir(getattr(args, "path", None) or args.project).resolve()
+    tokens = _tokens()
+    if tokens is None and not _loopback(args.host) and not args.insecure:
+        raise CliError(
+            f"refusing to serve on {args.host} without authentication: set {TOKEN_ENV}, or bind "
+            "127.0.0.1, or pass --insecure if the network in front of it authenticates"
+        )
+    if args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    if args.reload and args.workers > 1:
+        raise CliError("--reload and --workers cannot be combined")
+    try:
+        import uvicorn
+
+        from pyflue_asgi import create_app
+    except ImportError as exc:
+        raise CliError(f"serving needs the asgi extra: pip install 'pyflue[asgi]' ({exc})") from None
+
+    app = create_app(root, auth=tokens)  # loads the project: its import errors show up now
+    _announce(root, app, args)
+    config: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "lifespan": "on",
+        "log_level": "debug" if args.verbose else "info",
+        "timeout_graceful_shutdown": SHUTDOWN_TIMEOUT,
+    }
+    if args.reload or args.workers > 1:
+        os.environ[PROJECT_ENV] = str(root)
+        uvicorn.run(
+            "pyflue_cli.commands.serve:app_factory",
+            factory=True,
+            reload=args.reload,
+            reload_dirs=[str(root)] if args.reload else None,
+            workers=args.workers if args.workers > 1 else None,
+            **config,
+        )
+    else:
+        uvicorn.run(app, **config)
+    return COMPLETED
+
+
+def app_factory() -> Any:
+    """The app of the project named by ``PYFLUE_SERVE_PROJECT`` (uvicorn calls it in each worker)."""
+    from pyflue_asgi import create_app
+
+    root = os.environ.get(PROJECT_ENV)
+    if not root:
+        raise CliError(f"{PROJECT_ENV} is not set; start the server with `pyflue serve`")
+    return create_app(root, auth=_tokens())
+
+
+def _tokens() -> list[str] | None:
+    raw = os.environ.get(TOKEN_ENV, "")
+    tokens = [t.strip() for t in raw.split(",") if t.strip()]
+    return tokens or None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _announce(root: Any, app: Any, args: argparse.Namespace) -> None:
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    lines = [f"pyflue: serving {root} at http://{host}:{args.port}"]
+    if _tokens() is None:
+        lines.append(f"pyflue: no authentication ({TOKEN_ENV} is not set)")
+    lines.extend(f"  {r.method:<5} {r.path:<32} {r.summary}" for r in app.routes)
+    lines.append("pyflue: Ctrl-C stops the server")
+    print("\n".join(lines), flush=True)
