@@ -71,8 +71,16 @@ class MemoryDispatchStore:
     def _now(self) -> datetime:
         return from_us(round(self._clock() * 1_000_000))
 
-    def _copy(self, record: DispatchRecord) -> DispatchRecord:
-        return record.model_copy(deep=True)
+    @staticmethod
+    def _copy(record: DispatchRecord) -> DispatchRecord:
+        """A record whose mutable parts (list input, outcome values) the caller may change freely;
+        a record is otherwise immutable, so the rest is shared."""
+        update: dict[str, Any] = {}
+        if not isinstance(record.input, str):
+            update["input"] = copy.deepcopy(record.input)
+        if record.outcome is not None:
+            update["outcome"] = record.outcome.model_copy(deep=True)
+        return record.model_copy(update=update) if update else record
 
     def _changed(self) -> None:
         self._signal.notify()
@@ -100,7 +108,7 @@ class MemoryDispatchStore:
             return self._copy(key_conflict(self._records[self._keys[record.key]], record))
         if record.dispatch_id in self._records:
             raise ConfigError(f"dispatch id {record.dispatch_id!r} exists already; leave it to the default")
-        stored = accepted(record.model_copy(deep=True), self._now())
+        stored = accepted(self._copy(record), self._now())
         self._records[stored.dispatch_id] = stored
         self._order.append(stored.dispatch_id)
         self._positions[stored.dispatch_id] = len(self._order)

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS dispatch_items (
     instance_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
     input BLOB NOT NULL,
-    key TEXT UNIQUE,
+    key TEXT,
     status TEXT NOT NULL,
     accepted_at INTEGER NOT NULL,
     available_at INTEGER NOT NULL,
@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS dispatch_items (
     traceparent TEXT,
     ready_at INTEGER
 );
+CREATE UNIQUE INDEX IF NOT EXISTS dispatch_items_key ON dispatch_items (key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS dispatch_items_ready ON dispatch_items (ready_at) WHERE ready_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS dispatch_items_pending ON dispatch_items (agent, instance_id, session_id, position)
     WHERE status IN ('queued', 'running');
@@ -112,6 +113,7 @@ _COLUMNS = (
 )
 _SELECT = f"SELECT {_COLUMNS}, position, ready_at FROM dispatch_items"
 _PENDING = "status IN ('queued', 'running')"  # the partial index's condition, spelled identically
+_INSERT = f"INSERT INTO dispatch_items ({_COLUMNS}, ready_at) VALUES ({', '.join('?' * 18)})"
 _ATTEMPT_COLUMNS = "dispatch_id, number, worker, started_at, ended_at, status, error"
 
 
@@ -285,8 +287,6 @@ class SQLiteDispatchStore:
             row = conn.execute(f"{_SELECT} WHERE key=?", (record.key,)).fetchone()
             if row is not None:
                 return key_conflict(_record(row), record)
-        if conn.execute("SELECT 1 FROM dispatch_items WHERE dispatch_id=?", (record.dispatch_id,)).fetchone():
-            raise ConfigError(f"dispatch id {record.dispatch_id!r} exists already; leave it to the default")
         stored = accepted(record, now)
         head = conn.execute(
             f"SELECT 1 FROM dispatch_items WHERE agent=? AND instance_id=? AND session_id=? AND {_PENDING} "
@@ -294,9 +294,12 @@ class SQLiteDispatchStore:
             stored.target,
         ).fetchone()
         row = _row(stored, None if head else ready_at_us(stored))
-        conn.execute(
-            f"INSERT INTO dispatch_items ({_COLUMNS}, ready_at) VALUES ({', '.join('?' * len(row))})", row
-        )
+        try:
+            conn.execute(_INSERT, row)
+        except sqlite3.IntegrityError:  # the one unique column not checked above
+            raise ConfigError(
+                f"dispatch id {record.dispatch_id!r} exists already; leave it to the default"
+            ) from None
         return stored
 
     def _commit(self, batch: builtins.list[_Entry]) -> None:

@@ -198,7 +198,13 @@ async def test_enqueue_stamps_the_store_clock_and_reads_back(store: DispatchStor
     assert stored.accepted_at == stored.available_at == from_us(round(clock.now * 1_000_000))
     assert await store.get(stored.dispatch_id) == stored
     assert await store.get("dispatch:missing") is None
-    assert (await store.get(stored.dispatch_id)).input == parts  # type: ignore[union-attr]
+    assert isinstance(stored.input, list)
+    stored.input.append({"type": "text", "text": "changed by the caller"})
+    parts.clear()
+    assert (await store.get(stored.dispatch_id)).input == [  # type: ignore[union-attr]
+        {"type": "text", "text": "look"},
+        {"type": "image", "url": "https://x/y.png"},
+    ]
     with pytest.raises(ConfigError, match="exists already"):
         await store.enqueue(item().model_copy(update={"dispatch_id": stored.dispatch_id}))
     with pytest.raises(ConfigError, match="new record"):
