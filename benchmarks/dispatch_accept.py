@@ -30,7 +30,7 @@ SESSIONS = 50
 
 
 def _record(n: int) -> DispatchRecord:
-    return DispatchRecord(agent="bench", instance_id="inst", session_id=f"s{n % SESSIONS}", input=f"input {n}")
+    return DispatchRecord(agent="bench", instance_id="inst", session_id=f"s{n % SESSIONS}", input=str(n))
 
 
 async def _accept(store: DispatchStore, items: int, enqueuers: int) -> float:
@@ -51,8 +51,9 @@ async def _accept(store: DispatchStore, items: int, enqueuers: int) -> float:
 def _sqlite(directory: Path, name: str, full_sync: bool) -> tuple[SQLiteDispatchStore, SQLiteDatabase]:
     db = SQLiteDatabase(directory / f"{name}.db")
     if full_sync:
-        db.call(lambda conn: None)  # open the connection (WAL, NORMAL), then ask for an fsync per commit
-        db.call(lambda conn: conn.execute("PRAGMA synchronous=FULL").fetchall())
+        # SQLiteDatabase runs every call in a transaction, and this pragma may not be changed inside
+        # one: step out of it, set it on the shared connection, and step back in.
+        db.call(lambda conn: [conn.execute(sql) for sql in ("COMMIT", "PRAGMA synchronous=FULL", "BEGIN")])
     return SQLiteDispatchStore(db), db
 
 
@@ -72,9 +73,8 @@ async def _claims(store: DispatchStore, queued: int) -> float:
 
 async def _fill(store: DispatchStore, k: int, count: int) -> None:
     for n in range(count):
-        await store.enqueue(
-            DispatchRecord(agent="bench", instance_id="inst", session_id=f"s{(k * count + n) % 1000}", input="x")
-        )
+        session = f"s{(k * count + n) % 1000}"
+        await store.enqueue(DispatchRecord(agent="bench", instance_id="inst", session_id=session, input="x"))
 
 
 async def main(items: int, full_sync: bool) -> None:
@@ -102,6 +102,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--full-sync", action="store_true", help="fsync every commit (PRAGMA synchronous=FULL)")
+    parser.add_argument("--full-sync", action="store_true", help="fsync every commit (synchronous=FULL)")
     args = parser.parse_args()
     anyio.run(main, args.items, args.full_sync, backend=args.backend)
