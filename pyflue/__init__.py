@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "cancel_run": "pyflue.runs",
     "prune_runs": "pyflue.runs",
     "RunRecord": "pyflue.stores.runs",
+    # the runtime
+    "Runtime": "pyflue.runtime",
     # events
     "Event": "pyflue.events",
     "EventBus": "pyflue.events",
@@ -67,6 +69,7 @@ __all__ = [
     "Project",
     "PromptResult",
     "RunRecord",
+    "Runtime",
     "Session",
     "Tool",
     "ToolContext",
@@ -101,6 +104,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .profiles import AgentProfile, define_agent_profile, extend_agent_profile
     from .project import Project, invoke_workflow
     from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
+    from .runtime import Runtime
     from .session import PromptResult, Session
     from .stores.runs import RunRecord
     from .tools import Tool, ToolContext, define_tool

@@ -18,8 +18,8 @@ runtime, created on first use and kept for the process, so the seed's code runs 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Coroutine
-from contextlib import ExitStack
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar, Token
 from pathlib import Path
 from types import TracebackType
@@ -58,11 +58,17 @@ class Runtime:
     def __init__(self, *, session_store: SessionStore | None = None) -> None:
         self._session_store = session_store
         self._run_store: RunStore | None = None
-        self._databases: dict[Path, SQLiteDatabase] = {}
-        self._session_stores: dict[Path, SQLiteSessionStore] = {}
-        self._run_stores: dict[Path, SQLiteRunStore] = {}
+        # Held weakly: a database (and its connection) lives as long as a store or a harness uses it,
+        # so a process touching many projects does not keep every file open; aclose() closes the rest.
+        self._databases: weakref.WeakValueDictionary[Path, SQLiteDatabase] = weakref.WeakValueDictionary()
+        self._session_stores: weakref.WeakValueDictionary[Path, SQLiteSessionStore] = (
+            weakref.WeakValueDictionary()
+        )
+        self._run_stores: weakref.WeakValueDictionary[Path, SQLiteRunStore] = weakref.WeakValueDictionary()
         # Per store object, then per session key: the one live History of each stored session.
-        self._histories: dict[int, tuple[SessionStore, weakref.WeakValueDictionary[SessionKey, History]]] = {}
+        self._histories: weakref.WeakKeyDictionary[Any, weakref.WeakValueDictionary[SessionKey, History]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.runs: dict[str, RunControl] = {}
         self._group: TaskGroup | None = None
         self._token: Token[Runtime | None] | None = None
@@ -119,10 +125,9 @@ class Runtime:
     async def history(self, store: SessionStore, key: SessionKey) -> History:
         """The live history of a stored session, loaded from ``store`` on first use; shared while
         any session object holds it."""
-        entry = self._histories.get(id(store))
-        if entry is None or entry[0] is not store:
-            entry = self._histories[id(store)] = (store, weakref.WeakValueDictionary())
-        live = entry[1]
+        live = self._histories.get(store)
+        if live is None:
+            live = self._histories[store] = weakref.WeakValueDictionary()
         history = live.get(key)
         if history is None:
             loaded = await store.load(key)
@@ -142,6 +147,23 @@ class Runtime:
         group.start_soon(function)
 
     # -- lifetime ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def activate(self) -> Iterator[Runtime]:
+        """Make this (open) runtime the current one in the block and the tasks started inside it.
+        ``async with`` does this for its own block; a server whose requests run in tasks that did
+        not inherit its lifespan's context activates it around each request."""
+        self._check_open()
+        token = _current.set(self)
+        try:
+            with ExitStack() as stack:
+                if self.http is not None:
+                    from .models.clients import use_pool
+
+                    stack.enter_context(use_pool(self.http))
+                yield self
+        finally:
+            _current.reset(token)
 
     async def __aenter__(self) -> Runtime:
         self._check_open()

@@ -48,7 +48,12 @@ class PyFlueApp:
         self._app: ASGIApp = AuthMiddleware(inner, check_auth(auth)) if auth is not None else inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
+        runtime = self.state.runtime
+        if runtime is None or scope["type"] == "lifespan":
+            await self._app(scope, receive, send)
+            return
+        with runtime.activate():  # requests run in tasks of their own, outside the lifespan's context
+            await self._app(scope, receive, send)
 
     def lifespan(self, app: Any = None) -> AbstractAsyncContextManager[None]:
         """The app's lifespan as an async context manager: opens the stores, recovers orphaned

@@ -27,7 +27,7 @@ import anyio
 from pydantic_core import to_json
 
 from pyflue import Event, PromptResult, RunRecord
-from pyflue.stores.base import RunStore
+from pyflue.stores.runs import RunStore
 
 from .errors import error_body, public
 

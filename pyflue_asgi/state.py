@@ -19,9 +19,9 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
 
-from pyflue import Project, RunRecord, invoke_workflow
+from pyflue import Project, RunRecord, Runtime, invoke_workflow
 from pyflue.ids import new_run_id
-from pyflue.stores.base import RunStore
+from pyflue.stores.runs import RunStore
 
 from .errors import ApiError
 from .sse import Feeds
@@ -79,6 +79,8 @@ class ServerState:
         self._runs: dict[str, RunHandle] = {}
         self._busy: dict[Hashable, int] = {}
         self._feeds: Feeds | None = None
+        #: The core runtime the app serves with (open while the lifespan runs).
+        self.runtime: Runtime | None = None
 
     # -- lifetime ----------------------------------------------------------------------------------
 
@@ -87,8 +89,18 @@ class ServerState:
         """Open the stores, mark runs orphaned by a dead process ``interrupted``, serve; at the end
         give runs in flight ``grace_period`` seconds, then cancel them."""
         project = self.project
-        store: RunStore = await anyio.to_thread.run_sync(lambda: project.run_store)
-        await anyio.to_thread.run_sync(lambda: project.session_store)
+        async with Runtime() as runtime:
+            self.runtime = runtime
+            try:
+                async with self._serving(project):
+                    yield
+            finally:
+                self.runtime = None
+
+    @asynccontextmanager
+    async def _serving(self, project: Project) -> AsyncIterator[None]:
+        store: RunStore = project.run_store
+        project.session_store  # noqa: B018 - open both stores of the file now, not on a first request
         recovered = await store.recover_interrupted()
         if recovered:
             _log.warning("marked %d orphaned run(s) interrupted", len(recovered))

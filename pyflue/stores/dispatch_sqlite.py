@@ -213,7 +213,8 @@ class SQLiteDispatchStore:
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.05,
     ) -> None:
-        self.db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase.for_path(path)
+        self._owns_db = not isinstance(path, SQLiteDatabase)
+        self.db = path if isinstance(path, SQLiteDatabase) else SQLiteDatabase(path)
         self.db.ensure_schema("dispatch", _SCHEMA)
         self._clock = clock
         self._poll = poll_interval
@@ -584,4 +585,7 @@ class SQLiteDispatchStore:
         return False
 
     async def aclose(self) -> None:
+        """Wake waiters, and close the database if this store opened it (not one it was given)."""
         self._signal.notify()
+        if self._owns_db:
+            await self.db.aclose()

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from pyflue import cancel_run, get_run, list_runs
 from pyflue.errors import ConfigError
-from pyflue.stores.base import RUN_STATUSES
+from pyflue.stores.runs import RUN_STATUSES
 
 from ..bodies import id_param, query_int
 from ..errors import ApiError, public

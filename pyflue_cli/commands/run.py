@@ -67,8 +67,8 @@ async def _run(args: argparse.Namespace, payload: Any, mode: Mode) -> int:
     import anyio
 
     from pyflue.ids import new_run_id
-    from pyflue.runs import cancel_run, get_run
     from pyflue.project import invoke_workflow
+    from pyflue.runs import cancel_run, get_run
 
     from ..core import load_project, lookup
     from ..signals import cancel_on_signals

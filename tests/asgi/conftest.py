@@ -11,20 +11,10 @@ from pyflue_asgi import create_app
 from tests.asgi._live import make_project, serve
 
 
-def _close(root: Path) -> None:
-    """Close the SQLite connections opened under ``root`` (they stay open for the process else)."""
-    from pyflue.stores.sqlite import SQLiteDatabase
-
-    for path, db in list(SQLiteDatabase._open.items()):
-        if path.startswith(str(root.resolve())):
-            db.close()
-
-
 @pytest.fixture(scope="module")
 def shared_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = make_project(tmp_path_factory.mktemp("project"))
     yield root
-    _close(root)
 
 
 @pytest.fixture(scope="module")
@@ -38,4 +28,3 @@ def shared_url(shared_project: Path) -> Iterator[str]:
 def project(tmp_path: Path) -> Iterator[Path]:
     root = make_project(tmp_path / "project")
     yield root
-    _close(root)
