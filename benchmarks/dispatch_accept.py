@@ -22,9 +22,9 @@ from pathlib import Path
 import anyio
 
 from pyflue.stores.dispatch_memory import MemoryDispatchStore
-from pyflue.stores.dispatch_sqlite import SQLiteDispatchStore
 from pyflue.stores.dispatches import DispatchOutcome, DispatchRecord, DispatchStore
 from pyflue.stores.sqlite import SQLiteDatabase
+from pyflue.stores.sqlite.dispatches import SQLiteDispatchStore
 
 SESSIONS = 50
 

@@ -28,6 +28,7 @@ COMMANDS = (
     "prompt",
     "agents",
     "workflows",
+    "serve",
 )
 
 _DESCRIPTION = """\

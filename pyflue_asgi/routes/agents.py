@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from pyflue import PromptResult, Session
+from pyflue import AgentHarness, PromptResult, Session
 
 from ..bodies import id_param, name_param, read_json, validate, wants_sse
 from ..errors import ApiError
@@ -69,7 +69,7 @@ async def prompt(request: Request, state: ServerState) -> Response:
             "multitask=enqueue to wait for its turn or multitask=interrupt to abort the running prompt",
         )
     result = _result_type(body.result_schema)
-    model = _model_name(session)
+    model = _model_name(harness)
     hold = state.hold(key)  # no await since the busy check: two rejects cannot both pass
     if wants_sse(request):
         return _Streamed(_stream(state, session, body, result, multitask, model, hold), hold)
@@ -140,8 +140,8 @@ def _result_type(schema: dict[str, Any] | None) -> Any:
     return Annotated[base, WithJsonSchema(schema)]
 
 
-def _model_name(session: Session) -> str:
-    model = session.harness.model
+def _model_name(harness: AgentHarness) -> str:
+    model = harness.model
     return f"{model.provider}/{model.model_name}"
 
 

@@ -14,16 +14,42 @@ import ipaddress
 import os
 from typing import Any
 
+from ..arguments import positive
 from ..core import project_dir
 from ..exits import COMPLETED, CliError
 
-__all__ = ["app_factory", "run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "HELP", "add_arguments", "app_factory", "run"]
+
+HELP = "serve the project over HTTP"
+DESCRIPTION = """\
+Serve the project's agents, workflows and runs as an HTTP API (pyflue_asgi) under uvicorn.
+Prints the URL and the routes; Ctrl-C shuts down gracefully. PYFLUE_API_TOKEN turns on bearer
+authentication; a non-loopback --host needs it, or --insecure."""
+EXAMPLES = """\
+pyflue serve
+  pyflue serve path/to/project --port 8080
+  PYFLUE_API_TOKEN=s3cret pyflue serve --host 0.0.0.0 --workers 4"""
 
 TOKEN_ENV = "PYFLUE_API_TOKEN"
 #: How :func:`app_factory` finds the project in the processes uvicorn starts.
 PROJECT_ENV = "PYFLUE_SERVE_PROJECT"
 #: Seconds open connections (SSE streams) get at shutdown before they are closed.
 SHUTDOWN_TIMEOUT = 15.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", nargs="?", metavar="PROJECT", help="the project directory (default: --project, else here)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=positive, default=8000, help="port (default 8000)")
+    parser.add_argument("--reload", action="store_true", help="restart when the project's files change")
+    parser.add_argument(
+        "--workers", type=positive, default=1, metavar="N", help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --host without PYFLUE_API_TOKEN"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

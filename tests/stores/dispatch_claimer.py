@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from pyflue.stores.dispatch_sqlite import SQLiteDispatchStore
 from pyflue.stores.dispatches import DispatchOutcome, DispatchRecord
+from pyflue.stores.sqlite.dispatches import SQLiteDispatchStore
 
 
 async def main(db: str, worker: str, lease: float, work: float, log: TextIO, hang: bool) -> None:

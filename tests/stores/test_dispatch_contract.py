@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 from pyflue.errors import ConfigError, InvalidIdError, NotFoundError
 from pyflue.events import Event
 from pyflue.stores.dispatch_memory import MemoryDispatchStore
-from pyflue.stores.dispatch_sqlite import SQLiteDispatchStore
 from pyflue.stores.dispatches import (
     DispatchOutcome,
     DispatchRecord,
@@ -37,6 +36,7 @@ from pyflue.stores.dispatches import (
     to_us,
 )
 from pyflue.stores.sqlite import SQLiteDatabase
+from pyflue.stores.sqlite.dispatches import SQLiteDispatchStore
 
 LEASE = 30.0
 

@@ -10,7 +10,8 @@ session store's turn leases make processes take turns on a session.
 from __future__ import annotations
 
 from .database import SQLiteDatabase
+from .dispatches import SQLiteDispatchStore
 from .runs import SQLiteRunStore
 from .sessions import SQLiteSessionStore
 
-__all__ = ["SQLiteDatabase", "SQLiteRunStore", "SQLiteSessionStore"]
+__all__ = ["SQLiteDatabase", "SQLiteDispatchStore", "SQLiteRunStore", "SQLiteSessionStore"]

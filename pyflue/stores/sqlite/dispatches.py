@@ -28,9 +28,9 @@ from typing import Any
 import anyio
 from pydantic_core import from_json, to_json
 
-from ..errors import ConfigError, NotFoundError, PyFlueError
-from ..events import Event
-from .dispatches import (
+from ...errors import ConfigError, NotFoundError, PyFlueError
+from ...events import Event
+from ..dispatches import (
     Attempt,
     AttemptStatus,
     ChangeSignal,
@@ -57,7 +57,7 @@ from .dispatches import (
     taken_over,
     to_us,
 )
-from .sqlite import SQLiteDatabase
+from .database import SQLiteDatabase
 
 __all__ = ["SQLiteDispatchStore"]
 
