@@ -1,7 +1,7 @@
 """Typed messages and parts: the conversation as PyFlue persists it and sends it to providers.
 
 Messages are slotted dataclasses (a retained conversation costs bytes, not kilobytes) that
-pydantic validates and serialises through :data:`MESSAGES_ADAPTER`, so they round-trip through JSON
+pydantic validates and serialises through :func:`messages_adapter`, so they round-trip through JSON
 unchanged: the stores persist them and the HTTP adapter sends them over the wire.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
 __all__ = [
-    "MESSAGES_ADAPTER",
     "AssistantMessage",
     "AssistantPart",
     "ImagePart",
@@ -25,8 +25,11 @@ __all__ = [
     "ToolResultPart",
     "UserMessage",
     "UserPart",
+    "messages_adapter",
     "messages_from_json",
     "messages_to_json",
+    "parts_from_json",
+    "parts_to_json",
     "text_of",
     "user_parts",
 ]
@@ -102,15 +105,19 @@ class AssistantMessage:
 
 Message: TypeAlias = Annotated[UserMessage | AssistantMessage, Field(discriminator="role")]
 
-MESSAGES_ADAPTER: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+@cache
+def messages_adapter() -> TypeAdapter[list[Message]]:
+    """The JSON form of a history (built on first use: building it costs milliseconds at import)."""
+    return TypeAdapter(list[Message])
 
 
 def messages_to_json(messages: list[UserMessage | AssistantMessage]) -> bytes:
-    return MESSAGES_ADAPTER.dump_json(messages, exclude_none=True)
+    return messages_adapter().dump_json(messages, exclude_none=True)
 
 
 def messages_from_json(data: str | bytes) -> list[UserMessage | AssistantMessage]:
-    return MESSAGES_ADAPTER.validate_json(data)
+    return messages_adapter().validate_json(data)
 
 
 def text_of(message: UserMessage | AssistantMessage) -> str:
@@ -118,7 +125,21 @@ def text_of(message: UserMessage | AssistantMessage) -> str:
     return "".join(p.text for p in message.parts if isinstance(p, TextPart))
 
 
-_USER_PART_ADAPTER: TypeAdapter[TextPart | ImagePart | ToolResultPart] = TypeAdapter(UserPart)
+@cache
+def _part_adapter() -> TypeAdapter[TextPart | ImagePart | ToolResultPart]:
+    return TypeAdapter(UserPart)
+
+
+def parts_to_json(parts: list[TextPart | ImagePart | ToolResultPart]) -> list[dict[str, Any]]:
+    """Input parts as JSON data (image bytes as base64), for queues that keep input for later."""
+    adapter = _part_adapter()
+    return [json.loads(adapter.dump_json(part, exclude_none=True)) for part in parts]
+
+
+def parts_from_json(data: list[dict[str, Any]]) -> list[TextPart | ImagePart | ToolResultPart]:
+    """The parts :func:`parts_to_json` made."""
+    adapter = _part_adapter()
+    return [adapter.validate_json(json.dumps(item)) for item in data]
 
 
 def user_parts(value: str | list[Any]) -> list[TextPart | ImagePart | ToolResultPart]:
@@ -139,9 +160,13 @@ def user_parts(value: str | list[Any]) -> list[TextPart | ImagePart | ToolResult
             parts.append(TextPart(item))
             continue
         try:
-            parts.append(_USER_PART_ADAPTER.validate_python(item))
+            parts.append(_part_adapter().validate_python(item))
         except Exception as exc:
             raise ConfigError(f"invalid prompt part {_short(item)}: {_first_error(exc)}") from None
+    for part in parts:
+        if isinstance(part, ImagePart) and not part.data and not part.url:
+            # Stored, such a part would break every later request of the session.
+            raise ConfigError("an image part needs its bytes (data=...) or a url=...; it has neither")
     return parts
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from ..errors import ConfigError, StoreError
-from ..models.messages import MESSAGES_ADAPTER, AssistantMessage, UserMessage
+from ..models.messages import AssistantMessage, UserMessage, messages_adapter
 
 __all__ = [
     "SessionKey",
@@ -80,7 +80,7 @@ DECODE_SLICE = 256
 def encode_message(message: StoredMessage) -> bytes:
     """A message in its storage form: a one-element JSON array (bytes). Database stores keep one
     per row and call this in a worker thread."""
-    return MESSAGES_ADAPTER.dump_json([message], exclude_none=True)
+    return messages_adapter().dump_json([message], exclude_none=True)
 
 
 def decode_messages(encoded: Sequence[bytes]) -> list[StoredMessage]:
@@ -89,7 +89,7 @@ def decode_messages(encoded: Sequence[bytes]) -> list[StoredMessage]:
     messages: list[StoredMessage] = []
     for start in range(0, len(encoded), DECODE_SLICE):
         inner = b",".join(bytes(blob)[1:-1] for blob in encoded[start : start + DECODE_SLICE])
-        messages += MESSAGES_ADAPTER.validate_json(b"[" + inner + b"]")
+        messages += messages_adapter().validate_json(b"[" + inner + b"]")
     return messages
 
 
