@@ -50,7 +50,7 @@ from .errors import (
 )
 from .events import BUILTIN_TYPES, Event, EventBus, Observer
 from .ids import check_id, new_run_id
-from .models.base import Usage
+from .recording import EventRecorder
 from .runtime import current_runtime
 from .stores.runs import RunRecord, RunStore
 from .stores.sessions import SessionStore
@@ -60,11 +60,6 @@ __all__ = ["FlueContext", "RunLog", "RunOptions", "WorkflowDefinition", "Workflo
 _log = logging.getLogger("pyflue.workflow")
 
 RunFunction = Callable[["FlueContext"], Awaitable[Any]]
-
-#: Events buffered before the flusher writes without waiting for its interval.
-FLUSH_EVENTS = 512
-#: Seconds between the flusher's writes while events trickle in.
-FLUSH_INTERVAL = 0.05
 
 
 def json_data(value: Any) -> Any:
@@ -290,57 +285,6 @@ def cancel_local(run_id: str, reason: str) -> bool:
     return True
 
 
-class _Recorder:
-    """The run's store observer: buffers events (a sync observer, so it costs the emitter a list
-    append), adds up usage, and writes batches from a flusher task."""
-
-    __slots__ = ("buffer", "closed", "run_id", "store", "usage", "wake")
-
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.buffer: list[Event] = []
-        self.usage = Usage()
-        self.wake = anyio.Event()
-        self.closed = False
-
-    def __call__(self, event: Event) -> None:
-        if self.closed:
-            return  # an instance used after its run ended: not part of the run any more
-        self.buffer.append(event)
-        if event.type == "model_end":
-            spent = event.data.get("usage")
-            if spent:
-                self.usage = self.usage + Usage(**spent)
-        if len(self.buffer) >= FLUSH_EVENTS:
-            self.wake.set()
-
-    async def flush(self) -> None:
-        if not self.buffer:
-            return
-        batch, self.buffer = self.buffer, []
-        try:
-            await self.store.append_events(self.run_id, batch)
-        except Exception:
-            self.buffer[:0] = batch  # keep order; retried at the next flush
-            _log.warning(
-                "run %s: could not write %d events; retrying", self.run_id, len(batch), exc_info=True
-            )
-            await anyio.sleep(FLUSH_INTERVAL * 10)
-
-    async def run(self) -> None:
-        while True:
-            with anyio.move_on_after(FLUSH_INTERVAL):
-                await self.wake.wait()
-            self.wake = anyio.Event()
-            await self.flush()
-
-    async def finish(self, record: RunRecord) -> None:
-        self.closed = True
-        batch, self.buffer = self.buffer, []
-        await self.store.finish_run(record, batch)
-
-
 @functools.cache
 class WorkflowHost(Protocol):
     """What a run needs of the project it belongs to (:class:`~pyflue.project.Project` is one)."""
@@ -395,7 +339,7 @@ async def run_workflow(
     task_status.started(run_id)
 
     bus = EventBus(run_id=run_id)
-    recorder = _Recorder(store, run_id)
+    recorder = EventRecorder(functools.partial(store.append_events, run_id), f"run {run_id}")
     bus.subscribe(recorder)
     if options.on_event is not None:
         bus.subscribe(options.on_event)
@@ -437,7 +381,7 @@ async def run_workflow(
                         "usage": recorder.usage,
                     }
                 )
-                await recorder.finish(final)
+                await store.finish_run(final, recorder.take())
     finally:
         live.pop(run_id, None)
         recorder.closed = True
@@ -451,7 +395,7 @@ async def _supervise(
     ctx: FlueContext,
     control: _RunControl,
     limit: float | None,
-    recorder: _Recorder,
+    recorder: EventRecorder,
     store: RunStore,
     poll_interval: float,
 ) -> tuple[str, Any, dict[str, Any] | None, BaseException | None]:
