@@ -39,6 +39,15 @@ _EXPORTS: dict[str, str] = {
     "cancel_run": "pyflue.runs",
     "prune_runs": "pyflue.runs",
     "RunRecord": "pyflue.stores.runs",
+    # durable dispatch
+    "dispatch": "pyflue.dispatching",
+    "Dispatcher": "pyflue.dispatching",
+    "DispatchReceipt": "pyflue.dispatching",
+    "get_dispatch": "pyflue.dispatching",
+    "list_dispatches": "pyflue.dispatching",
+    "wait_dispatch": "pyflue.dispatching",
+    "cancel_dispatch": "pyflue.dispatching",
+    "iter_dispatch_events": "pyflue.dispatching",
     # the runtime
     "Runtime": "pyflue.runtime",
     # events
@@ -61,6 +70,8 @@ __all__ = [
     "AgentHarness",
     "AgentProfile",
     "CompactionConfig",
+    "DispatchReceipt",
+    "Dispatcher",
     "Event",
     "EventBus",
     "FlueContext",
@@ -75,22 +86,28 @@ __all__ = [
     "ToolContext",
     "Usage",
     "__version__",
+    "cancel_dispatch",
     "cancel_run",
     "create_agent",
     "define_agent_profile",
     "define_tool",
+    "dispatch",
     "errors",
     "extend_agent_profile",
+    "get_dispatch",
     "get_run",
     "init",
     "invoke_workflow",
+    "iter_dispatch_events",
     "iter_events",
+    "list_dispatches",
     "list_runs",
     "observe",
     "prune_runs",
     "register_provider",
     "resolve_model",
     "unobserve",
+    "wait_dispatch",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
@@ -98,6 +115,16 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .agent import AgentContext, AgentDefinition, AgentHarness, create_agent, init
     from .compaction import CompactionConfig
     from .config import AgentConfig
+    from .dispatching import (
+        Dispatcher,
+        DispatchReceipt,
+        cancel_dispatch,
+        dispatch,
+        get_dispatch,
+        iter_dispatch_events,
+        list_dispatches,
+        wait_dispatch,
+    )
     from .events import Event, EventBus, observe, unobserve
     from .models.base import Model, ModelSettings, Usage
     from .models.registry import register_provider, resolve_model

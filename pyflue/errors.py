@@ -36,6 +36,7 @@ __all__ = [
     "ToolError",
     "ToolTimeoutError",
     "UnknownAgentError",
+    "WorkerLostError",
     "WorkflowError",
     "error_payload",
 ]
@@ -66,6 +67,11 @@ class NotFoundError(PyFlueError):
 
 class StoreError(PyFlueError):
     """A store could not read or write its data (disk full, locked database, corrupt row)."""
+
+
+class WorkerLostError(PyFlueError):
+    """The worker delivering a dispatched input stopped before it finished (its lease expired):
+    the attempt's outcome is unknown, and the input is delivered again if attempts are left."""
 
 
 # -- the model layer -------------------------------------------------------------------------------

@@ -58,8 +58,10 @@ BUILTIN_TYPES = frozenset(
         "compaction_end",
         "abort",
         "dispatch_accepted",
+        "dispatch_started",
         "dispatch_delivered",
         "dispatch_failed",
+        "dispatch_cancelled",
         "error",
     }
 )

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 from .stores.memory import MemoryRunStore, MemorySessionStore
 from .stores.runs import RunStore
 from .stores.sessions import SessionKey, SessionStore
-from .stores.sqlite import SQLiteDatabase, SQLiteRunStore, SQLiteSessionStore
+from .stores.sqlite import SQLiteDatabase, SQLiteDispatchStore, SQLiteRunStore, SQLiteSessionStore
 
 __all__ = ["Runtime", "current_runtime"]
 
@@ -65,6 +65,9 @@ class Runtime:
             weakref.WeakValueDictionary()
         )
         self._run_stores: weakref.WeakValueDictionary[Path, SQLiteRunStore] = weakref.WeakValueDictionary()
+        self._dispatch_stores: weakref.WeakValueDictionary[Path, SQLiteDispatchStore] = (
+            weakref.WeakValueDictionary()
+        )
         # Per store object, then per session key: the one live History of each stored session.
         self._histories: weakref.WeakKeyDictionary[Any, weakref.WeakValueDictionary[SessionKey, History]] = (
             weakref.WeakKeyDictionary()
@@ -118,6 +121,14 @@ class Runtime:
         store = self._run_stores.get(key)
         if store is None:
             store = self._run_stores[key] = SQLiteRunStore(self.database(key))
+        return store
+
+    def sqlite_dispatch_store(self, path: str | Path) -> SQLiteDispatchStore:
+        """The dispatch store of the SQLite file at ``path``."""
+        key = Path(path).resolve()
+        store = self._dispatch_stores.get(key)
+        if store is None:
+            store = self._dispatch_stores[key] = SQLiteDispatchStore(self.database(key))
         return store
 
     # -- live histories ----------------------------------------------------------------------------
@@ -206,6 +217,7 @@ class Runtime:
         self._databases.clear()
         self._session_stores.clear()
         self._run_stores.clear()
+        self._dispatch_stores.clear()
         self._histories.clear()
         with anyio.CancelScope(shield=True):
             if self.http is not None:
