@@ -471,7 +471,8 @@ def _profile(args: argparse.Namespace, client: str, directory: Path) -> None:
         (directory / f"http_{route.name}.txt").write_text(
             header + text.getvalue().replace(str(REPO) + "/", "")
         )
-        stats_file.unlink()
+        if not args.keep_profile_stats:
+            stats_file.unlink()
         _log(f"profiled {route.name} -> {directory / f'http_{route.name}.txt'}")
 
 
@@ -510,6 +511,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile our server, one route at a time"
+    )
+    parser.add_argument(
+        "--keep-profile-stats", action="store_true", help="keep the raw cProfile stats (.prof) too"
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where http_serving.json/.md go")
     args = parser.parse_args(argv)

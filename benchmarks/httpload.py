@@ -161,6 +161,12 @@ function request()
   n = n + 1
   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, BODY)
 end
+function response(status, headers, body)
+  if status >= 300 and failures < 1 then
+    failures = failures + 1
+    io.write("FAILED HTTP " .. status .. " " .. string.gsub(body:sub(1, 300), "\\n", " ") .. "\\n")
+  end
+end
 """
 _WRK_FIELDS = {
     "requests": re.compile(r"(\d+) requests in ([\d.]+)(ms|s|m)\b"),
@@ -208,12 +214,17 @@ def _wrk(url: str, route: Route, concurrency: int, duration: float) -> dict[str,
     return {
         "requests": int(counted.group(1)),
         "failures": non2xx + socket_errors,
-        "first_failure": f"wrk counted {non2xx} non-2xx answers and {socket_errors} socket errors",
+        "first_failure": f"wrk counted {non2xx} answers >= 300 and {socket_errors} socket errors; "
+        + (_first_line(out, "FAILED ") or "no answer body recorded"),
         "elapsed_s": elapsed,
         "latency_ms_p50": float(p50.group(1)) * _UNIT_MS[p50.group(2)] if p50 else None,
         "latency_ms_p99": float(p99.group(1)) * _UNIT_MS[p99.group(2)] if p99 else None,
         "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
     }
+
+
+def _first_line(text: str, prefix: str) -> str:
+    return next((line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)), "")
 
 
 def _event_time(event: dict[str, Any]) -> float:

@@ -49,7 +49,11 @@ def main() -> None:
         uvicorn.run(app, port=int(port), **settings)  # type: ignore[arg-type]
         return
     import cProfile
+    import signal
 
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default handler
+    # that would end the process before the profile is written.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     profiler = cProfile.Profile()
     profiler.enable()
     try:
