@@ -295,7 +295,7 @@ _FIGURES = {
         ("latency_ms_p50", "ms", "lower"),
         ("latency_ms_p99", "ms", "lower"),
         ("server_cpu_ms_per_request", "ms CPU", "lower"),
-        ("client_cpu_share", "cores", "lower"),
+        ("client_cpu_share", "cores", "\u2014"),  # context for the row above it, not a contest
     ),
     "sse": (
         ("delta_latency_ms_p50", "ms", "lower"),
@@ -417,7 +417,13 @@ def _versions_text(versions: dict[str, dict[str, str]]) -> str:
 
 def _ratio(row: dict[str, dict[str, Any]], key: str, better: str) -> str:
     mine, theirs = row.get("pyflue", {}).get(key), row.get(BASELINE, {}).get(key)
-    if not mine or not theirs or not mine["median"] or not theirs["median"]:
+    if (
+        better not in ("higher", "lower")
+        or not mine
+        or not theirs
+        or not mine["median"]
+        or not theirs["median"]
+    ):
         return ""
     value = mine["median"] / theirs["median"] if better == "higher" else theirs["median"] / mine["median"]
     return f"**\u00d7{value:.3g}**"
@@ -513,6 +519,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="also cProfile our server, one route at a time"
     )
     parser.add_argument(
+        "--render", action="store_true", help="measure nothing: rewrite http_serving.md from its .json"
+    )
+    parser.add_argument(
         "--keep-profile-stats", action="store_true", help="keep the raw cProfile stats (.prof) too"
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where http_serving.json/.md go")
@@ -527,6 +536,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render:
+        document = json.loads((args.output / "http_serving.json").read_text())
+        shown = [s for s in SERVERS if s.name in document["meta"]["versions"]]
+        text = markdown(document["meta"], document["figures"], shown)
+        (args.output / "http_serving.md").write_text(text)
+        print(text)
+        return 0
     client = ("wrk" if wrk_available() else "httpx") if args.client == "auto" else args.client
     if client == "wrk" and not wrk_available():
         raise SystemExit("wrk is not installed (apt-get install wrk), or use --client httpx")
