@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BARE", "FLOOR", "FRAMEWORKS", "IMPORT_ONLY", "REPO", "USER_IMPORT", "Framework", "select"]
+__all__ = [
+    "BARE",
+    "FLOOR",
+    "FRAMEWORKS",
+    "IMPORT_ONLY",
+    "REPO",
+    "USER_IMPORT",
+    "UVICORN",
+    "Framework",
+    "select",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,16 +37,22 @@ class Framework:
     skip: frozenset[str] = frozenset()  # scenarios this entry does not run (not "not available")
 
 
+# The HTTP benchmark runs each server under the same uvicorn in its own venv (benchmarks/http_serving.py);
+# this repository's venv takes the ``asgi`` extra for ``pyflue_asgi``. Neither extra is imported by the
+# other scenarios.
+UVICORN = "uvicorn==0.54.0"
+_REPO_PINS = ("-e", f"{REPO}[asgi]", UVICORN)
+
 # What PyFlue's users write (README, docs/agents.md); ``import pyflue`` alone loads almost nothing.
 USER_IMPORT = "from pyflue import create_agent, init, define_tool"
 
 FRAMEWORKS: tuple[Framework, ...] = (
-    Framework("pyflue", "PyFlue (this repo)", "pyflue", ("-e", str(REPO)), "pyflue", USER_IMPORT, "pyflue"),
+    Framework("pyflue", "PyFlue (this repo)", "pyflue", _REPO_PINS, "pyflue", USER_IMPORT, "pyflue"),
     Framework(
         "pyflue-0.2.0",
         "PyFlue 0.2.0",
         "pyflue-0.2.0",
-        ("pyflue==0.2.0",),
+        ("pyflue==0.2.0", UVICORN),
         "pyflue_020",
         "from pyflue import create_agent, init, define_tool",
         "pyflue",
@@ -88,7 +104,7 @@ FLOOR = Framework(
     "floor",
     "floor: pydantic+httpx+anyio",
     "pyflue",
-    ("-e", str(REPO)),
+    _REPO_PINS,
     "floor",
     "import pydantic, httpx, anyio",
     "pydantic",
@@ -98,7 +114,7 @@ BARE = Framework(
     "pyflue-bare",
     "bare `import pyflue`",
     "pyflue",
-    ("-e", str(REPO)),
+    _REPO_PINS,
     "floor",
     "import pyflue",
     "pyflue",

@@ -17,7 +17,7 @@ from typing import Any
 from .frameworks import Framework
 from .venvs import python_of
 
-__all__ = ["WORKER", "run_startup", "run_worker"]
+__all__ = ["WORKER", "run_startup", "run_worker", "scrubbed_environment"]
 
 WORKER = Path(__file__).resolve().parent / "worker" / "main.py"
 _MARK = "BENCH-RESULT "
@@ -34,7 +34,8 @@ _SCRUB = (
 )
 
 
-def _environment() -> dict[str, str]:
+def scrubbed_environment() -> dict[str, str]:
+    """This environment without provider keys, model overrides and Python path settings."""
     return {k: v for k, v in os.environ.items() if k not in _SCRUB}
 
 
@@ -46,7 +47,7 @@ def _call(framework: Framework, argv: list[str], timeout: float) -> tuple[dict[s
             done = subprocess.run(
                 [str(python_of(framework)), str(WORKER), *argv],
                 cwd=scratch,
-                env=_environment(),
+                env=scrubbed_environment(),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
