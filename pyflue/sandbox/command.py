@@ -199,6 +199,7 @@ class _Parser:
             self._feature("subshell" if value == "{" else "compound")
             return
         if not word.quoted and word.literal and value in _CLOSERS:
+            self._feature("compound")
             self.expect_command = False
             return
         if not word.quoted and word.literal and value in _DATA_UNTIL_OPERATOR:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigError
-from .errors import SandboxError, SandboxNotFoundError
+from .errors import CommandRefusedError, SandboxError, SandboxNotFoundError
 from .paths import join_path, split_path
 from .protocol import Entry, ExecResult, GrepMatch, Sandbox
 from .virtual import virtual
@@ -148,6 +148,11 @@ class SandboxFS:
         refused if the policy forbids what it uses), a list is an argv run without a shell.
         ``timeout`` may shorten the policy's, never lengthen it. A non-zero exit is a result, not an
         error; a refused command raises :class:`CommandRefusedError`."""
+        if not self._sandbox.has_shell:
+            raise CommandRefusedError(
+                f"this sandbox ({type(self._sandbox).__name__}) has no shell; use the file tools "
+                "(read, write, edit, grep, glob), or give the agent local(path) or a container sandbox"
+            )
         policy = self._sandbox.policy
         checked = policy.check(command)
         limit = policy.timeout if timeout is None else min(max(float(timeout), 0.001), policy.timeout)

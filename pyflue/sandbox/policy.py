@@ -142,6 +142,7 @@ class SandboxPolicy:
                 self._check_program(program.name, program.literal)
             if parsed.features:
                 return Command((self.script_shell, "-c", command), command, True)
+            self._check_program(parsed.argv[0], True)  # what runs is argv[0], whatever the parse said
             return Command(tuple(parsed.argv), command, False)
         if not isinstance(command, Sequence) or not command:
             raise CommandRefusedError("a command is a string or a non-empty list of strings")
