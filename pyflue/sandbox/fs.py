@@ -9,8 +9,8 @@ command that ran emits ``shell_exec`` ``{command, exit_code, duration_ms, timed_
 from __future__ import annotations
 
 import builtins
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ConfigError

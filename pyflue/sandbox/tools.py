@@ -9,9 +9,7 @@ same as for code. Results are bounded; a cut result says so and how to see the r
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from ..errors import ConfigError, ToolError
 from ..tools import Tool, ToolContext, define_tool
@@ -67,16 +65,18 @@ def sandbox_tools(sandbox: Sandbox | None = None, *, include: Collection[str] | 
     async def read(
         ctx: ToolContext,
         path: str,
-        offset: Annotated[int, Field(ge=1)] = 1,
-        limit: Annotated[int, Field(ge=1, le=5000)] = 2000,
+        offset: int = 1,
+        limit: int = 2000,
     ) -> str:
         """Read a text file from the workspace, with line numbers.
 
         Args:
             path: File path in the workspace, e.g. "src/app.py" ("/" is the workspace root).
             offset: First line to show (1-based); use it to page through long files.
-            limit: How many lines to show.
+            limit: How many lines to show (at most 5000).
         """
+        if offset < 1 or not 1 <= limit <= 5000:
+            raise ToolError("offset must be 1 or more and limit between 1 and 5000")
         text = await fs(ctx).read(path)
         lines = text.splitlines()
         if not lines:
@@ -160,9 +160,7 @@ def sandbox_tools(sandbox: Sandbox | None = None, *, include: Collection[str] | 
             text += f"\n[... stopped at {_GLOB_LIMIT} paths; use a narrower pattern or path]"
         return _bounded(text, "use a narrower pattern or path")
 
-    async def bash(
-        ctx: ToolContext, command: str, timeout: Annotated[float, Field(gt=0, le=3600)] | None = None
-    ) -> str:
+    async def bash(ctx: ToolContext, command: str, timeout: float | None = None) -> str:
         """Run a command in the workspace directory and return its exit code and output. The
         workspace's policy decides which programs may run and whether pipes, ';', '&&',
         redirections or substitutions are allowed; a refused command says why. Commands see a
@@ -172,6 +170,8 @@ def sandbox_tools(sandbox: Sandbox | None = None, *, include: Collection[str] | 
             command: The command line, e.g. "ls -la src" or "git status".
             timeout: Seconds before the command is killed (capped by the policy).
         """
+        if timeout is not None and not 0 < timeout <= 3600:
+            raise ToolError("timeout must be between 0 and 3600 seconds")
         workspace = fs(ctx)
         result = await workspace.shell(command, timeout=timeout)
         return _shell_text(result, workspace.sandbox.policy.secrets)

@@ -5,6 +5,7 @@ inside; the files outside are never read, written or removed."""
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
@@ -153,18 +154,30 @@ def test_a_symlink_swapped_in_during_use_is_never_followed(layout: tuple[Path, P
     stop = threading.Event()
 
     swaps = [0]
+    swap = root / "swap"
+
+    def move_away() -> None:  # whatever a concurrent write made at "swap" goes elsewhere, inside
+        try:
+            os.rename(swap, root / f"junk-{time.monotonic_ns()}")
+        except FileNotFoundError:
+            pass
+
+    def place(make: Callable[[], None]) -> None:
+        while True:
+            try:
+                return make()
+            except OSError:
+                move_away()
 
     def swapper() -> None:
         while not stop.is_set():
-            os.rename(root / "swap", root / "held")
-            os.symlink(str(outside), root / "swap")
-            os.unlink(root / "swap")
-            while True:
-                try:
-                    os.rename(root / "held", root / "swap")
-                    break
-                except OSError:  # a write created the missing parent in that instant: move it away
-                    os.rename(root / "swap", root / f"junk{swaps[0]}-{time.monotonic_ns()}")
+            staging = root / f"staging-{swaps[0]}"
+            staging.mkdir()
+            (staging / "secret.txt").write_text("inside")
+            move_away()
+            place(lambda: os.symlink(str(outside), swap))
+            os.unlink(swap)
+            place(functools.partial(os.rename, staging, swap))
             swaps[0] += 1
             time.sleep(0.0002)  # pacing only: leave the directory in place part of the time
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -89,8 +90,16 @@ def test_indirection_is_allowed_when_named() -> None:
 
 
 def test_policy_configuration_errors_are_typed() -> None:
-    for bad in [{"commands": "ls"}, {"secrets": {"1X": "v"}}, {"secrets": {"PATH": "/tmp"}},
-                {"secrets": {"A": 1}}, {"timeout": 0}, {"max_output": -1}, {"timeout": float("nan")}]:  # fmt: skip
+    bad_settings: list[dict[str, Any]] = [
+        {"commands": "ls"},
+        {"secrets": {"1X": "v"}},
+        {"secrets": {"PATH": "/tmp"}},
+        {"secrets": {"A": 1}},
+        {"timeout": 0},
+        {"max_output": -1},
+        {"timeout": float("nan")},
+    ]
+    for bad in bad_settings:
         with pytest.raises(ConfigError):
             SandboxPolicy(**bad)  # type: ignore[arg-type]
     assert "hush" not in repr(SandboxPolicy(secrets={"TOKEN": "hush"}))
@@ -99,7 +108,8 @@ def test_policy_configuration_errors_are_typed() -> None:
 # -- differential: what the parser allows never runs a forbidden program under bash ------------------
 
 _tokens = st.sampled_from(
-    ["alpha ", "alpha ", "alpha ", "alpha", "; alpha ", "| alpha ", "omega", " ", " ", ";", "&&", "||", "|", "&", "\n", "$(", ")", "(", "`", "'", '"', "\\",
+    ["alpha ", "alpha ", "alpha ", "alpha", "; alpha ", "| alpha ", "omega", " ", " ", ";", "&&", "||",
+     "|", "&", "\n", "$(", ")", "(", "`", "'", '"', "\\",
      "$", "{", "}", ",", "#", "=", "O=omega", "$O", "<", ">", "2>&1", "x", "-c", "${O}", "~", "*", "!",
      "if", "then", "fi", "do", "done", "for", "in", "while", "$'\\x6fmega'", "<(", "\\\n"]
 )  # fmt: skip

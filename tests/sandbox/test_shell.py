@@ -46,7 +46,7 @@ async def test_commands_see_a_clean_environment(tmp_path: Path, monkeypatch: pyt
     sandbox = local(tmp_path, policy=SandboxPolicy(shell=True, commands={"printenv"}))
     result = await SandboxFS(sandbox).shell("printenv")
     env = dict(line.split("=", 1) for line in result.stdout.splitlines())
-    assert env == {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path.resolve()), "LANG": "C.UTF-8"}
+    assert env == {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": sandbox.host_path, "LANG": "C.UTF-8"}
     assert HOST_SECRET not in result.stdout + result.stderr
 
 
@@ -86,7 +86,10 @@ async def test_cancelling_a_command_kills_its_process_group(tmp_path: Path) -> N
     fs = SandboxFS(local(tmp_path, policy=SandboxPolicy(shell=True)))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(fs.shell, [sys.executable, "-c", _SPAWN_SLEEPER, "child.pid"])
-        while not (tmp_path / "child.pid").exists() or not (tmp_path / "child.pid").read_text():
+        # the child's pid is in a file the subprocess writes: poll for it
+        while not await anyio.Path(tmp_path / "child.pid").exists():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+        while not await anyio.Path(tmp_path / "child.pid").read_text():  # noqa: ASYNC110
             await anyio.sleep(0.01)
         tasks.cancel_scope.cancel()
     assert await _wait_gone(int((tmp_path / "child.pid").read_text()))
