@@ -190,8 +190,9 @@ class MCPConnection:
                 return attempt
             if attempt is not None:
                 await _stop(attempt)
-            attempt = self._attempt = _Attempt()
+            attempt = _Attempt()
             await self._spawn(functools.partial(self._run, attempt))
+            self._attempt = attempt
             with anyio.move_on_after(self.spec.timeout):
                 await attempt.ready.wait()
             if not attempt.ready.is_set():

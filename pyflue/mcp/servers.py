@@ -127,15 +127,25 @@ async def list_mcp_tools(specs: Iterable[Any]) -> list[ServerListing]:
 
 
 async def _gather(connections: list[MCPConnection]) -> list[ServerListing]:
-    results: list[ServerListing | None] = [None] * len(connections)
+    """Every connection's listing, concurrently. An error other than a server's own (no way to
+    run connections, the SDK missing) is raised as itself, not inside an exception group."""
+    results: list[ServerListing | Exception | None] = [None] * len(connections)
 
     async def one(index: int, connection: MCPConnection) -> None:
         try:
             results[index] = ServerListing(connection.spec.name, await connection.tools())
         except MCPServerError as exc:
             results[index] = ServerListing(connection.spec.name, (), exc)
+        except Exception as exc:
+            results[index] = exc
 
     async with anyio.create_task_group() as group:
         for index, connection in enumerate(connections):
             group.start_soon(one, index, connection)
-    return [r for r in results if r is not None]
+    listings: list[ServerListing] = []
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+        assert result is not None
+        listings.append(result)
+    return listings
