@@ -28,9 +28,11 @@ from .schema import check_schema
 
 __all__ = [
     "DocumentError",
+    "ProjectDocuments",
     "Role",
     "Skill",
     "compose_instructions",
+    "load_documents",
     "load_roles",
     "load_skills",
     "parse_role",
@@ -49,9 +51,10 @@ MAX_LISTED_FILES = 100
 
 @dataclass(frozen=True, slots=True)
 class DocumentError:
-    """Why one skill or role file could not be loaded. ``str()`` reads ``<path>:<line>: <why>``."""
+    """Why one skill, role or ``AGENTS.md`` file could not be loaded. ``str()`` reads
+    ``<path>:<line>: <why>``."""
 
-    kind: Literal["skill", "role"]
+    kind: Literal["skill", "role", "instructions"]
     name: str
     path: Path
     message: str
@@ -240,6 +243,32 @@ def compose_instructions(
     role_text = role.instructions if isinstance(role, Role) else role
     parts = [p.strip() for p in (project, instructions, role_text) if p and p.strip()]
     return "\n\n".join(parts) or None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectDocuments:
+    """Everything of a project that is markdown: its skills, roles, ``AGENTS.md`` text, and the
+    files that failed to load."""
+
+    skills: dict[str, Skill]
+    roles: dict[str, Role]
+    instructions: str | None
+    errors: list[DocumentError]
+
+
+def load_documents(project_dir: str | Path) -> ProjectDocuments:
+    """:func:`load_skills`, :func:`load_roles` and :func:`project_instructions` of one project in one
+    call, for project discovery (blocking file IO, like them); an unreadable ``AGENTS.md`` is one
+    more error record, not an exception."""
+    skills, errors = load_skills(project_dir)
+    roles, role_errors = load_roles(project_dir)
+    errors.extend(role_errors)
+    try:
+        instructions = project_instructions(project_dir)
+    except FrontmatterError as exc:
+        instructions = None
+        errors.append(DocumentError("instructions", INSTRUCTIONS_FILE, exc.path, exc.problem, exc.line))
+    return ProjectDocuments(skills, roles, instructions, errors)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

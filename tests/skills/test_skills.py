@@ -23,6 +23,7 @@ from pyflue.skills import (
     Skill,
     SkillArgsError,
     compose_instructions,
+    load_documents,
     load_roles,
     load_skills,
     prepare_skill_prompt,
@@ -335,3 +336,19 @@ async def test_agents_md_reaches_the_model(tmp_path: Path) -> None:
     harness = await init(model=FunctionModel(respond), instructions=instructions)
     await (await harness.session()).prompt("hello")
     assert seen[0].instructions == "Always answer in French.\n\nYou are a helper.\n\nBe terse."
+
+
+def test_one_call_loads_a_projects_documents(project: Path) -> None:
+    write(project, {"AGENTS.md": "Be kind.", "roles/editor.md": "Edit.", "roles/bad.md": "---\nx\n---\ny"})
+    docs = load_documents(project)
+    assert sorted(docs.skills) == ["review", "summarize"] and sorted(docs.roles) == ["editor"]
+    assert docs.instructions == "Be kind."
+    assert [(e.kind, e.name, e.line) for e in docs.errors] == [("role", "bad", 2)]
+    (project / "AGENTS.md").write_bytes(b"\xff")
+    docs = load_documents(project)
+    assert docs.instructions is None
+    assert [(e.kind, e.name, e.path) for e in docs.errors][-1] == (
+        "instructions",
+        "AGENTS.md",
+        project / "AGENTS.md",
+    )
