@@ -209,8 +209,10 @@ class Connection:
             with scope, self._inbox:
                 async for text in self._inbox:
                     await self.websocket.send_text(text)
-        except (WebSocketDisconnect, WebSocketDisconnected, OSError):
-            self._client_gone = True  # the reader hears of it too; stop reading now
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # Gone, or closed by the server (keep-alive timeout, shutdown), which then refuses sends
+            # with a RuntimeError. The reader hears of it too; it stops reading now.
+            self._client_gone = True
             self._open = False
             self._reading.cancel()
         finally:
