@@ -209,3 +209,51 @@ def recording() -> Iterator[Recorder]:
         yield recorder
     finally:
         pyflue.unobserve(recorder)
+
+
+@contextmanager
+def serve_on_trio(app: Any) -> Iterator[str]:
+    """Serve ``app`` with hypercorn on trio (in a thread of its own) until the block ends."""
+    import trio
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.loglevel = "warning"
+    ready = threading.Event()
+    handles: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        stop = trio.Event()
+        handles["stop"], handles["token"] = stop, trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: hypercorn_serve(
+                    app, config, shutdown_trigger=stop.wait, task_status=task_status
+                )
+            )
+            ready.set()
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # reported below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(PATIENCE)
+    if failure:
+        raise failure[0]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        trio.from_thread.run_sync(handles["stop"].set, trio_token=handles["token"])
+        thread.join(PATIENCE)

@@ -12,7 +12,7 @@ import httpx
 from pyflue_asgi import create_app
 from pyflue_asgi.ws import WebSocketOptions
 from tests.asgi._live import serve
-from tests.asgi._ws import client, make_ws_project, recording, release, started, wait_for
+from tests.asgi._ws import client, make_ws_project, recording, release, serve_on_trio, started, wait_for
 
 
 def test_concurrent_prompts_take_turns_per_session_and_a_run_goes_alongside(tmp_path: Path) -> None:
@@ -161,3 +161,31 @@ def test_disconnect_mid_run_leaves_the_run_running(tmp_path: Path) -> None:
         events = httpx.get(f"{url}/runs/{run_id}/events", params={"types": "log"}).json()["events"]
     assert (record["status"], record["result"]) == ("completed", {"count": 6})
     assert [e["data"]["fields"]["i"] for e in events] == list(range(6))
+
+
+def test_the_protocol_on_trio(tmp_path: Path) -> None:
+    """The same endpoints served by hypercorn on trio: prompts, a run, abort on disconnect."""
+    project = make_ws_project(tmp_path / "p")
+    with recording() as recorder, serve_on_trio(create_app(project, poll_interval=0.02)) as url:
+        with client(url, "/agents/echo/t1") as ws:
+            assert ws.recv()["type"] == "ready"
+            ws.send({"type": "prompt", "request_id": "a", "message": "hi"})
+            ws.send({"type": "prompt", "request_id": "b", "message": "ho", "session": "other"})
+            ws.send({"type": "ping"})
+            done = ws.until_done("a", "b")
+            assert {"type": "pong"} in ws.seen
+        assert [done[r][-1]["type"] for r in "ab"] == ["result", "result"]
+        with client(url, "/workflows/hello") as ws:
+            ws.recv()
+            ws.send({"type": "invoke", "request_id": "r", "payload": {"name": "Tri"}})
+            result = ws.until_done("r")["r"][-1]["result"]
+        assert result["result"] == {"greeting": "hello Tri"}
+        with client(url, "/agents/gated/t2") as ws:
+            ws.recv()
+            ws.send({"type": "prompt", "request_id": "p", "message": "hello"})
+            operation = ws.next_of("p", "started")["operation_id"]
+            started(project, 0)
+        end = recorder.wait(
+            lambda e: e.type == "operation_end" and e.operation_id == operation, "the operation to end"
+        )
+    assert end.data["status"] == "aborted"
