@@ -12,6 +12,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from websockets.exceptions import InvalidStatus
 
 from pyflue_asgi import create_app
@@ -368,3 +370,21 @@ def test_arbitrary_frames_get_an_error_and_the_socket_keeps_working(
     }
     ws.send({"type": "ping"})
     assert ws.recv() == {"type": "pong"}
+
+
+def test_mounted_under_a_prefix(ws_project: Path) -> None:
+    api = create_app(ws_project)
+    with serve(Starlette(routes=[Mount("/ai", app=api)], lifespan=api.lifespan)) as url:
+        with client(url, "/ai/agents/echo/m1") as ws:
+            assert ws.recv()["type"] == "ready"
+            ws.send({"type": "prompt", "request_id": "p", "message": "hi"})
+            assert ws.until_done("p")["p"][-1]["type"] == "result"
+
+
+def test_mounted_without_its_lifespan_says_so(ws_project: Path) -> None:
+    with serve(Starlette(routes=[Mount("/ai", app=create_app(ws_project))])) as url:
+        with client(url, "/ai/workflows/hello") as ws:
+            error = ws.recv()
+            assert error["error"]["type"] == "ServiceUnavailable"
+            assert "lifespan" in error["error"]["message"]
+            assert ws.closed() == 4503
