@@ -27,6 +27,7 @@ from .errors import error_response, exception_handlers
 from .routes import table
 from .routing import ApiRoute
 from .state import ServerState, Settings, not_serving
+from .ws import SocketAuth, WebSocketOptions, socket_routes
 
 __all__ = ["PyFlueApp", "create_app"]
 
@@ -35,17 +36,22 @@ class PyFlueApp:
     """The ASGI app. ``state`` holds what it serves with; ``openapi`` is its document;
     ``lifespan`` is for host apps that mount it (Starlette and FastAPI call it with themselves)."""
 
-    def __init__(self, project: Project, auth: Auth | None, settings: Settings) -> None:
+    def __init__(
+        self, project: Project, auth: Auth | None, settings: Settings, websocket: WebSocketOptions
+    ) -> None:
         routes = table()
         self.openapi: dict[str, Any] = openapi.build(routes, auth=auth is not None)
         self.state = ServerState(project, settings, self.openapi)
         self.routes = routes
         inner = Starlette(
-            routes=[_route(r, self.state) for r in routes],
+            routes=[*(_route(r, self.state) for r in routes), *socket_routes(self.state, websocket)],
             exception_handlers=exception_handlers(settings.debug),
             lifespan=self.lifespan,
         )
-        self._app: ASGIApp = AuthMiddleware(inner, check_auth(auth)) if auth is not None else inner
+        self._app: ASGIApp = inner
+        if auth is not None:
+            predicate = check_auth(auth)
+            self._app = SocketAuth(AuthMiddleware(inner, predicate), predicate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.state.runtime
@@ -71,6 +77,7 @@ def create_app(
     poll_interval: float = 0.05,
     feed_window: int = 1_024,
     grace_period: float = 10.0,
+    websocket: WebSocketOptions | None = None,
 ) -> PyFlueApp:
     """The HTTP API of ``project`` (a :class:`~pyflue.Project` or its directory).
 
@@ -79,6 +86,7 @@ def create_app(
     body limit in bytes (413 above it). ``heartbeat``: seconds between SSE keep-alive comments.
     ``poll_interval``: how often a followed run's store is read. ``feed_window``: events of a run kept
     in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
+    ``websocket``: the WebSocket endpoints' options (:class:`~pyflue_asgi.ws.WebSocketOptions`).
     """
     if not isinstance(project, Project):
         project = Project.load(project)
@@ -94,7 +102,7 @@ def create_app(
         feed_window=feed_window,
         grace_period=grace_period,
     )
-    return PyFlueApp(project, auth, settings)
+    return PyFlueApp(project, auth, settings, websocket or WebSocketOptions())
 
 
 def _route(route: ApiRoute, state: ServerState) -> Route:
