@@ -27,6 +27,7 @@ from .errors import error_response, exception_handlers
 from .routes import table
 from .routing import ApiRoute
 from .state import ServerState, Settings, not_serving
+from .ui import DashboardApp
 
 __all__ = ["PyFlueApp", "create_app"]
 
@@ -35,7 +36,7 @@ class PyFlueApp:
     """The ASGI app. ``state`` holds what it serves with; ``openapi`` is its document;
     ``lifespan`` is for host apps that mount it (Starlette and FastAPI call it with themselves)."""
 
-    def __init__(self, project: Project, auth: Auth | None, settings: Settings) -> None:
+    def __init__(self, project: Project, auth: Auth | None, settings: Settings, ui: bool = False) -> None:
         routes = table()
         self.openapi: dict[str, Any] = openapi.build(routes, auth=auth is not None)
         self.state = ServerState(project, settings, self.openapi)
@@ -46,8 +47,12 @@ class PyFlueApp:
             lifespan=self.lifespan,
         )
         self._app: ASGIApp = AuthMiddleware(inner, check_auth(auth)) if auth is not None else inner
+        self._ui = DashboardApp() if ui else None  # static pages, before auth: they hold no data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._ui is not None and self._ui.claims(scope):
+            await self._ui(scope, receive, send)
+            return
         runtime = self.state.runtime
         if runtime is None or scope["type"] == "lifespan":
             await self._app(scope, receive, send)
@@ -71,6 +76,7 @@ def create_app(
     poll_interval: float = 0.05,
     feed_window: int = 1_024,
     grace_period: float = 10.0,
+    ui: bool = False,
 ) -> PyFlueApp:
     """The HTTP API of ``project`` (a :class:`~pyflue.Project` or its directory).
 
@@ -79,6 +85,7 @@ def create_app(
     body limit in bytes (413 above it). ``heartbeat``: seconds between SSE keep-alive comments.
     ``poll_interval``: how often a followed run's store is read. ``feed_window``: events of a run kept
     in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
+    ``ui``: serve the dashboard at ``/ui`` (docs/dashboard.md).
     """
     if not isinstance(project, Project):
         project = Project.load(project)
@@ -94,7 +101,7 @@ def create_app(
         feed_window=feed_window,
         grace_period=grace_period,
     )
-    return PyFlueApp(project, auth, settings)
+    return PyFlueApp(project, auth, settings, ui)
 
 
 def _route(route: ApiRoute, state: ServerState) -> Route:
