@@ -10,13 +10,19 @@ from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from pyflue_asgi import create_app
 from tests.asgi._live import serve
 from tests.ui._project import MARKUP
 
 
-def start(url: str, workflow: str, payload: Any, *, wait: bool = False, token: str | None = None) -> dict[str, Any]:
+def start(
+    url: str, workflow: str, payload: Any, *, wait: bool = False, token: str | None = None
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     reply = httpx.post(
         f"{url}/workflows/{workflow}" + ("?wait=result" if wait else ""),
@@ -59,7 +65,9 @@ def test_a_run_appears_and_its_tree_nests_model_and_tool_calls(page: Page, url: 
     expect(tool).to_have_count(1)
     assert tool.get_attribute("data-depth") == "2"
     task_tool = page.locator(f'.tl-row[data-kind=tool][data-parent="{prompt_key}"]', has_text="reviewer")
-    task_op = page.locator(f'.tl-row[data-kind=operation][data-parent="{task_tool.get_attribute("data-key")}"]')
+    task_op = page.locator(
+        f'.tl-row[data-kind=operation][data-parent="{task_tool.get_attribute("data-key")}"]'
+    )
     expect(task_op).to_have_count(1)
     assert task_op.get_attribute("data-depth") == "3"
     inner = page.locator(f'.tl-row[data-kind=tool][data-parent="{task_op.get_attribute("data-key")}"]')
@@ -226,3 +234,56 @@ def test_dispatches_are_hidden_without_their_routes(page: Page, url: str) -> Non
     expect(page.locator('nav a[data-page="agents"]')).to_be_visible()
     assert httpx.get(url + "/dispatches").status_code == 404
     expect(page.locator('nav a[data-page="dispatches"]')).to_be_hidden()
+
+
+def test_dispatches_page_shows_the_queue_when_the_routes_exist(page: Page, project: Path) -> None:
+    """Beside an app that answers /dispatches (a stand-in with the dispatch store's record shape),
+    the page appears, lists the queue and cancels an item."""
+    items: dict[str, dict[str, Any]] = {
+        "dispatch:01A": {"status": "queued", "outcome": None},
+        "dispatch:01B": {"status": "delivered", "outcome": {"text": "done <b>ok</b>", "usage": {}}},
+        "dispatch:01C": {"status": "failed", "outcome": {"error": {"type": "ModelError", "message": "down"}}},
+    }
+
+    def record(dispatch_id: str) -> dict[str, Any]:
+        return {
+            "dispatch_id": dispatch_id,
+            "agent": "assistant",
+            "instance_id": "case-1",
+            "session_id": "default",
+            "input": "hi",
+            "status": items[dispatch_id]["status"],
+            "accepted_at": "2026-01-01T10:00:00Z",
+            "attempts": 1,
+            "max_attempts": 5,
+            "outcome": items[dispatch_id]["outcome"],
+        }
+
+    async def listing(request: Request) -> JSONResponse:
+        return JSONResponse({"dispatches": [record(d) for d in items], "next_cursor": None})
+
+    async def cancel(request: Request) -> JSONResponse:
+        items[request.path_params["id"]]["status"] = "cancelled"
+        return JSONResponse(record(request.path_params["id"]))
+
+    api = create_app(project, ui=True)
+    host = Starlette(
+        routes=[
+            Route("/dispatches", listing),
+            Route("/dispatches/{id}/cancel", cancel, methods=["POST"]),
+            Mount("", app=api),
+        ],
+        lifespan=api.lifespan,
+    )
+    with serve(host) as url:
+        page.goto(url + "/ui/")
+        link = page.locator('nav a[data-page="dispatches"]')
+        expect(link).to_be_visible()
+        link.click()
+        rows = page.locator("tr[data-dispatch]")
+        expect(rows).to_have_count(3)
+        expect(page.locator('tr[data-dispatch="dispatch:01B"]')).to_contain_text("done <b>ok</b>")
+        expect(page.locator('tr[data-dispatch="dispatch:01C"] td.err')).to_have_text("ModelError: down")
+        assert page.locator('tr[data-dispatch="dispatch:01B"] button').count() == 0  # finished: no cancel
+        page.locator('tr[data-dispatch="dispatch:01A"] button', has_text="Cancel").click()
+        expect(page.locator('tr[data-dispatch="dispatch:01A"]')).to_have_attribute("data-status", "cancelled")

@@ -14,6 +14,8 @@ from pyflue_asgi import create_app, ui
 from tests.asgi._live import serve
 
 STATIC = Path(ui.__file__).resolve().parent / "static"
+#: Ways a script could turn text into markup or code.
+SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function")
 
 
 def test_files_are_served_with_their_types_and_a_strict_policy(url: str) -> None:
@@ -25,7 +27,8 @@ def test_files_are_served_with_their_types_and_a_strict_policy(url: str) -> None
         assert index.headers["content-type"].startswith("text/html")
         assert '<script type="module" src="js/main.js">' in index.text
         policy = index.headers["content-security-policy"]
-        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
+        for rule in ("default-src 'none'", "script-src 'self'", "connect-src 'self'", "style-src 'self'"):
+            assert rule in policy
         assert index.headers["x-content-type-options"] == "nosniff"
         module = client.get("/ui/js/main.js")
         assert module.headers["content-type"].startswith("text/javascript")
@@ -79,5 +82,5 @@ def test_pages_insert_no_markup() -> None:
     assert len(scripts) >= 5
     for script in scripts:
         text = script.read_text()
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        for sink in SINKS:
             assert sink not in text, f"{script.name} uses {sink}"
