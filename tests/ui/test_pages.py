@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Request as Request_
+from playwright.sync_api import Route as Route_
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -287,3 +289,24 @@ def test_dispatches_page_shows_the_queue_when_the_routes_exist(page: Page, proje
         assert page.locator('tr[data-dispatch="dispatch:01B"] button').count() == 0  # finished: no cancel
         page.locator('tr[data-dispatch="dispatch:01A"] button', has_text="Cancel").click()
         expect(page.locator('tr[data-dispatch="dispatch:01A"]')).to_have_attribute("data-status", "cancelled")
+
+
+def test_a_dropped_stream_resumes_after_the_last_event(page: Page, url: str) -> None:
+    run = start(url, "big", {"count": 20}, wait=True)
+    asked: list[str | None] = []
+
+    def cut_first_stream(route: Route_, request: Request_) -> None:
+        asked.append(request.headers.get("last-event-id"))
+        if len(asked) > 1:
+            route.continue_()
+            return
+        whole = route.fetch()
+        messages = whole.text().split("\n\n")
+        route.fulfill(response=whole, body="\n\n".join(messages[:5]) + "\n\n")  # then the connection ends
+
+    page.route("**/stream*", cut_first_stream)
+    open_run(page, url, run["run_id"])
+    timeline = page.locator(".timeline")
+    expect(timeline).to_have_attribute("data-events", "22")
+    expect(page.locator(".run-summary")).to_have_attribute("data-status", "completed")
+    assert asked == [None, "5"]  # the second request went on from seq 5
