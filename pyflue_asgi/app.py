@@ -27,6 +27,7 @@ from .errors import error_response, exception_handlers
 from .routes import table
 from .routing import ApiRoute
 from .state import ServerState, Settings, not_serving
+from .ui import DashboardApp
 from .ws import SocketAuth, WebSocketOptions, socket_routes
 
 __all__ = ["PyFlueApp", "create_app"]
@@ -37,7 +38,12 @@ class PyFlueApp:
     ``lifespan`` is for host apps that mount it (Starlette and FastAPI call it with themselves)."""
 
     def __init__(
-        self, project: Project, auth: Auth | None, settings: Settings, websocket: WebSocketOptions
+        self,
+        project: Project,
+        auth: Auth | None,
+        settings: Settings,
+        websocket: WebSocketOptions,
+        ui: bool = False,
     ) -> None:
         routes = table()
         self.openapi: dict[str, Any] = openapi.build(routes, auth=auth is not None)
@@ -52,8 +58,12 @@ class PyFlueApp:
         if auth is not None:
             predicate = check_auth(auth)
             self._app = SocketAuth(AuthMiddleware(inner, predicate), predicate)
+        self._ui = DashboardApp() if ui else None  # static pages, before auth: they hold no data
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._ui is not None and self._ui.claims(scope):
+            await self._ui(scope, receive, send)
+            return
         runtime = self.state.runtime
         if runtime is None or scope["type"] == "lifespan":
             await self._app(scope, receive, send)
@@ -78,6 +88,7 @@ def create_app(
     feed_window: int = 1_024,
     grace_period: float = 10.0,
     websocket: WebSocketOptions | None = None,
+    ui: bool = False,
 ) -> PyFlueApp:
     """The HTTP API of ``project`` (a :class:`~pyflue.Project` or its directory).
 
@@ -87,6 +98,7 @@ def create_app(
     ``poll_interval``: how often a followed run's store is read. ``feed_window``: events of a run kept
     in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
     ``websocket``: the WebSocket endpoints' options (:class:`~pyflue_asgi.ws.WebSocketOptions`).
+    ``ui``: serve the dashboard at ``/ui`` (docs/dashboard.md).
     """
     if not isinstance(project, Project):
         project = Project.load(project)
@@ -102,7 +114,7 @@ def create_app(
         feed_window=feed_window,
         grace_period=grace_period,
     )
-    return PyFlueApp(project, auth, settings, websocket or WebSocketOptions())
+    return PyFlueApp(project, auth, settings, websocket or WebSocketOptions(), ui)
 
 
 def _route(route: ApiRoute, state: ServerState) -> Route:

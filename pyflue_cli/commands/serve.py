@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(f"serving needs the asgi extra: pip install 'pyflue[asgi]' ({exc})") from None
 
-    app = create_app(root, auth=tokens)  # loads the project: its import errors show up now
+    app = create_app(root, auth=tokens, ui=True)  # loads the project: its import errors show up now
     _announce(root, app, args)
     config: dict[str, Any] = {
         "host": args.host,
@@ -102,7 +102,7 @@ def app_factory() -> Any:
     root = os.environ.get(PROJECT_ENV)
     if not root:
         raise CliError(f"{PROJECT_ENV} is not set; start the server with `pyflue serve`")
-    return create_app(root, auth=_tokens())
+    return create_app(root, auth=_tokens(), ui=True)
 
 
 def _tokens() -> list[str] | None:
@@ -122,7 +122,7 @@ def _loopback(host: str) -> bool:
 
 def _announce(root: Any, app: Any, args: argparse.Namespace) -> None:
     host = f"[{args.host}]" if ":" in args.host else args.host
-    lines = [f"pyflue: serving {root} at http://{host}:{args.port}"]
+    lines = [f"pyflue: serving {root} at http://{host}:{args.port} (dashboard: /ui/)"]
     if _tokens() is None:
         lines.append(f"pyflue: no authentication ({TOKEN_ENV} is not set)")
     lines.extend(f"  {r.method:<5} {r.path:<32} {r.summary}" for r in app.routes)
