@@ -35,9 +35,11 @@ def find_bindir() -> Path:
         bindir = Path(subprocess.run([config, "--bindir"], capture_output=True, text=True).stdout.strip())
         if (bindir / "initdb").exists():
             return bindir
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
-    ) if Path("/usr/lib/postgresql").is_dir() else []
+    versions = (
+        sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+        if Path("/usr/lib/postgresql").is_dir()
+        else []
+    )
     if versions:
         return versions[-1].parent
     pytest.fail(f"PostgreSQL's initdb and pg_ctl were not found; {_INSTALL}", pytrace=False)
@@ -92,8 +94,19 @@ class Cluster:
                 "-c full_page_writes=off",
             ]
         )
-        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l",
-                  str(self.root / "server.log"), "-o", options)
+        self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+        )
 
     def stop(self) -> None:
         try:

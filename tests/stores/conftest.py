@@ -17,9 +17,9 @@ import anyio
 import pytest
 
 from pyflue.stores.memory import MemoryRunStore, MemorySessionStore
+from pyflue.stores.postgres import PostgresDatabase
 from pyflue.stores.runs import RunStore
 from pyflue.stores.sessions import SessionStore
-from pyflue.stores.postgres import PostgresDatabase
 from pyflue.stores.sqlite import SQLiteRunStore, SQLiteSessionStore
 from tests.postgres.server import shared_cluster
 

@@ -27,9 +27,7 @@ try:
     from psycopg import sql
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-    raise ConfigError(
-        "PostgreSQL storage needs the postgres extra: pip install 'pyflue[postgres]'"
-    ) from exc
+    raise ConfigError("PostgreSQL storage needs the postgres extra: pip install 'pyflue[postgres]'") from exc
 
 from .dispatches import PostgresDispatchStore
 from .notify import Notifier, Watch
@@ -84,7 +82,9 @@ class PostgresDatabase:
             raise ConfigError(f"pool_size must be at least 1, got {pool_size}")
         self.url = url
         self.schema = schema
-        self.where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+        self.where = (
+            f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+        )
         #: The NOTIFY channel of this database's schema.
         self.channel = "pyflue_" + hashlib.md5(schema.encode()).hexdigest()[:16]
         self._pool_size = pool_size
@@ -122,21 +122,31 @@ class PostgresDatabase:
         conn.commit()
 
     def _listen_connection(self) -> Conn:
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout)))
+        return psycopg.connect(
+            self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        )
 
-    def _open(self) -> ConnectionPool[Conn]:
-        """The pool, opened (and the schema upgraded or checked) on first use."""
+    def _open(self, *, check: bool = True) -> ConnectionPool[Conn]:
+        """The pool, opened on first use; with ``check``, the schema upgraded (or checked) first."""
         with self._lock:
             if self._closed:
                 raise StoreError(f"PostgreSQL database {self.where} is closed; open a new PostgresDatabase")
+            timeout = max(1, round(self._connect_timeout))
             if self._pool is None:
+                # One direct connection first: a wrong URL, password or database fails now, with
+                # the server's own words, instead of after the pool's timeout.
+                with psycopg.connect(self.url, connect_timeout=timeout) as conn:
+                    self._configure(conn)
+                    if check:
+                        self._migrate(conn, apply=self._auto_upgrade)
+                        self._ready = True
                 pool: ConnectionPool[Conn] = ConnectionPool(
                     self.url,
                     min_size=1,
                     max_size=self._pool_size,
                     open=False,
                     configure=self._configure,
-                    kwargs={"connect_timeout": max(1, round(self._connect_timeout))},
+                    kwargs={"connect_timeout": timeout},
                     timeout=max(self._connect_timeout, 30.0),
                     name=f"pyflue-{self.channel}",
                 )
@@ -149,7 +159,7 @@ class PostgresDatabase:
                         "check the URL (PYFLUE_DATABASE_URL) and that the server accepts connections"
                     ) from None
                 self._pool = pool
-            if not self._ready:
+            if check and not self._ready:
                 with self._pool.connection() as conn:
                     self._migrate(conn, apply=self._auto_upgrade)
                 self._ready = True
@@ -198,7 +208,9 @@ class PostgresDatabase:
                     return fn(conn)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 if attempt == _ATTEMPTS - 1:
-                    raise StoreError(f"PostgreSQL at {self.where} kept aborting a transaction: {exc}") from exc
+                    raise StoreError(
+                        f"PostgreSQL at {self.where} kept aborting a transaction: {exc}"
+                    ) from exc
                 time.sleep(0.001 * 2**attempt)
             except PyFlueError:
                 raise
@@ -235,22 +247,15 @@ class PostgresDatabase:
         starting together do not race; the version. Safe to call any time (a no-op when current)."""
 
         def work() -> int:
-            pool = self._run_setup() if self._auto_upgrade else self._bare_pool()
-            with pool.connection() as conn:
-                return self._migrate(conn, apply=True)
+            with self._open(check=False).connection() as conn:
+                version = self._migrate(conn, apply=True)
+            self._ready = True
+            return version
 
         try:
             return await anyio.to_thread.run_sync(work)
         except psycopg.Error as exc:
             raise StoreError(_explain(exc, self.where)) from exc
-
-    def _bare_pool(self) -> ConnectionPool[Conn]:
-        """The pool without the version check (for :meth:`upgrade` of an outdated schema)."""
-        ready, self._ready = self._ready, True
-        try:
-            return self._open()
-        finally:
-            self._ready = ready
 
     async def watch(self, topic: str) -> Watch:
         """A :class:`~pyflue.stores.postgres.notify.Watch` of a notification topic of this schema."""

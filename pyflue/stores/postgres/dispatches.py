@@ -79,7 +79,8 @@ _SAME_SESSION = "agent = %s AND instance_id = %s AND session_id = %s"
 _INSERT = (
     f"INSERT INTO dispatch_items ({_COLUMNS}, ready_at) "
     f"SELECT {', '.join(['%s'] * 17)}, "
-    f"CASE WHEN EXISTS (SELECT 1 FROM dispatch_items WHERE {_SAME_SESSION} AND {_PENDING}) THEN NULL ELSE %s END "
+    f"CASE WHEN EXISTS (SELECT 1 FROM dispatch_items WHERE {_SAME_SESSION} AND {_PENDING}) "
+    "THEN NULL ELSE %s END "
     "ON CONFLICT DO NOTHING RETURNING position"
 )
 _ATTEMPT_COLUMNS = "dispatch_id, number, worker, started_at, ended_at, status, error"
@@ -231,7 +232,13 @@ class PostgresDispatchStore:
         conn.execute(
             "UPDATE dispatch_attempts SET ended_at = %s, status = %s, error = %s "
             "WHERE dispatch_id = %s AND number = %s",
-            (to_us(now), status, None if error is None else _json(error), record.dispatch_id, record.attempts),
+            (
+                to_us(now),
+                status,
+                None if error is None else _json(error),
+                record.dispatch_id,
+                record.attempts,
+            ),
         )
 
     def _commit(self, batch: builtins.list[_Entry]) -> None:
@@ -521,8 +528,13 @@ class PostgresDispatchStore:
         batch = list(events)
 
         def write(conn: Conn) -> None:
-            if conn.execute("SELECT 1 FROM dispatch_items WHERE dispatch_id = %s", (dispatch_id,)).fetchone() is None:
-                raise NotFoundError(f"no dispatch {dispatch_id!r}; append events only to an enqueued dispatch")
+            if (
+                conn.execute("SELECT 1 FROM dispatch_items WHERE dispatch_id = %s", (dispatch_id,)).fetchone()
+                is None
+            ):
+                raise NotFoundError(
+                    f"no dispatch {dispatch_id!r}; append events only to an enqueued dispatch"
+                )
             row = conn.execute(
                 "SELECT coalesce(max(seq), 0) FROM dispatch_events WHERE dispatch_id = %s", (dispatch_id,)
             ).fetchone()

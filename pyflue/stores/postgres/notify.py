@@ -64,7 +64,7 @@ class _Waker:
 
 
 class _Topic:
-    __slots__ = ("count", "watchers", "wakers")
+    __slots__ = ("count", "wakers", "watchers")
 
     def __init__(self) -> None:
         self.count = 0

@@ -218,8 +218,8 @@ class PostgresRunStore:
             (run_id, firsts[0], lasts[0], blobs[0]),
         )
         conn.execute(
-            "UPDATE runs SET status = 'interrupted', error = %s, ended_at = %s, duration_ms = %s, usage = %s, "
-            "last_seq = %s, cancel_reason = NULL WHERE run_id = %s",
+            "UPDATE runs SET status = 'interrupted', error = %s, ended_at = %s, duration_ms = %s, "
+            "usage = %s, last_seq = %s, cancel_reason = NULL WHERE run_id = %s",
             (_json(error), round(ended * 1_000_000), duration_ms, _json(usage.to_dict()), end.seq, run_id),
         )
         self._notify(conn, run_id)
@@ -401,7 +401,9 @@ class PostgresRunStore:
     async def cancel_requested(self, run_id: str) -> str | None:
         _check_run_id(run_id)
         row = await self.db.run(
-            lambda conn: conn.execute("SELECT cancel_reason FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+            lambda conn: conn.execute(
+                "SELECT cancel_reason FROM runs WHERE run_id = %s", (run_id,)
+            ).fetchone()
         )
         return None if row is None else row[0]
 
@@ -420,9 +422,7 @@ class PostgresRunStore:
             return None
         status, reason = row
         if status == "interrupted":
-            return (
-                f"the run was marked interrupted: its owner sent no sign of life for {self.run_lease:g} s"
-            )
+            return f"the run was marked interrupted: its owner sent no sign of life for {self.run_lease:g} s"
         return reason if status == "running" else None
 
     async def prune_runs(self, older_than: float) -> int:
@@ -430,7 +430,8 @@ class PostgresRunStore:
 
         def write(conn: Conn) -> int:
             row = conn.execute(
-                "WITH doomed AS (DELETE FROM runs WHERE status <> 'running' AND ended_at < %s RETURNING run_id), "
+                "WITH doomed AS "
+                "(DELETE FROM runs WHERE status <> 'running' AND ended_at < %s RETURNING run_id), "
                 "gone AS (DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM doomed)) "
                 "SELECT count(*) FROM doomed",
                 (cutoff,),

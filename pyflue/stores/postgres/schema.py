@@ -32,6 +32,7 @@ def stable_hash(text: str) -> int:
     """A signed 64-bit hash of ``text``, the same in every process (advisory lock keys)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
+
 _V1 = """
 CREATE TABLE session_heads (
     agent text NOT NULL,

@@ -81,7 +81,8 @@ def _check_key(key: SessionKey) -> SessionKey:
     for part in key:
         if not isinstance(part, str) or "\x00" in part:
             raise InvalidIdError(
-                f"session key part {part!r} is not text without NUL characters (PostgreSQL text cannot hold them)"
+                f"session key part {part!r} is not text without NUL characters "
+                "(PostgreSQL text cannot hold them)"
             )
     return SessionKey(*key)
 
@@ -183,12 +184,8 @@ class PostgresSessionStore:
         def write(conn: Conn) -> int:
             blobs = [encode_message(m) for m in batch]
             # Lock the head (creating it at version 0) before the rows change under it.
-            conn.execute(
-                f"{_INSERT_HEAD} VALUES (%s, %s, %s, 0, 0) ON CONFLICT DO NOTHING", key
-            )
-            row = conn.execute(
-                f"SELECT version FROM session_heads WHERE {_KEY} FOR UPDATE", key
-            ).fetchone()
+            conn.execute(f"{_INSERT_HEAD} VALUES (%s, %s, %s, 0, 0) ON CONFLICT DO NOTHING", key)
+            row = conn.execute(f"SELECT version FROM session_heads WHERE {_KEY} FOR UPDATE", key).fetchone()
             version = int(row[0]) if row else 0
             if expected is not None and version != expected:
                 raise _stale(conn, key, expected)
@@ -242,6 +239,7 @@ class PostgresSessionStore:
 
 def _release(conn: Conn, key: SessionKey, owner: str) -> None:
     conn.execute(
-        f"UPDATE session_heads SET lease_owner = NULL, lease_expires = NULL WHERE {_KEY} AND lease_owner = %s",
+        f"UPDATE session_heads SET lease_owner = NULL, lease_expires = NULL "
+        f"WHERE {_KEY} AND lease_owner = %s",
         (*key, owner),
     )
