@@ -81,19 +81,19 @@ class Cluster:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}\n{tail}")
 
-    def start(self) -> None:
+    def start(self, *, durable: bool = False) -> None:
+        """Create and start the cluster; tests run it without fsync, ``durable`` keeps PostgreSQL's
+        defaults (every commit flushed to disk) for benchmarks."""
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-        options = " ".join(
-            [
-                "-c listen_addresses=127.0.0.1",
-                f"-p {self.port}",
-                "-c unix_socket_directories=''",
-                "-c max_connections=300",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-            ]
-        )
+        settings = [
+            "-c listen_addresses=127.0.0.1",
+            f"-p {self.port}",
+            "-c unix_socket_directories=''",
+            "-c max_connections=300",
+        ]
+        if not durable:
+            settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options = " ".join(settings)
         self._run(
             "pg_ctl",
             "start",
