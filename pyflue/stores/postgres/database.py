@@ -14,7 +14,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 
@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise ConfigError("PostgreSQL storage needs the postgres extra: pip install 'pyflue[postgres]'") from exc
 
 from .dispatches import PostgresDispatchStore
+from .interface import Conn
 from .notify import Notifier, Watch
 from .runs import DEFAULT_RUN_LEASE, PostgresRunStore
 from .schema import MIGRATIONS, SCHEMA_VERSION, stable_hash
@@ -38,7 +39,6 @@ from .sessions import PostgresSessionStore
 __all__ = ["PostgresDatabase"]
 
 T = TypeVar("T")
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 #: Transactions that PostgreSQL aborted to break a deadlock or a serialisation conflict are retried
 #: this many times in all.

@@ -59,10 +59,10 @@ from ..dispatches import (
     taken_over,
     to_us,
 )
+from .interface import Conn, Database
 from .schema import DISPATCH_TOPIC, NOW_US, stable_hash
 
 if TYPE_CHECKING:
-    from .database import Conn, PostgresDatabase
     from .notify import Watch
 
 __all__ = ["PostgresDispatchStore"]
@@ -153,7 +153,7 @@ class PostgresDispatchStore:
     its waiters and leaves the database open (its owner closes it).
     """
 
-    def __init__(self, db: PostgresDatabase, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], float] | None = None) -> None:
         self.db = db
         self._clock = clock
         self._lock_prefix = f"{db.schema}\x1fdispatch\x1f"
@@ -303,6 +303,10 @@ class PostgresDispatchStore:
                 f"{_SELECT} WHERE ready_at <= %s ORDER BY ready_at, position LIMIT %s FOR UPDATE SKIP LOCKED",
                 (to_us(now), limit - len(taken)),
             ).fetchall()
+            if not rows:
+                break
+            # Stamped after the row locks: later than the commit of the item this claim follows.
+            now = self._now(conn)
             moved = False
             for row in rows:
                 head = _record(row)

@@ -30,10 +30,10 @@ from ...ids import encode_ulid, new_ulid_int
 from ...models.base import Usage
 from ..dispatches import from_us, to_us
 from ..runs import RunPage, RunRecord, decode_cursor, encode_cursor, interrupted_error, usage_of
+from .interface import Conn, Database
 from .schema import NOW_US, run_topic
 
 if TYPE_CHECKING:
-    from .database import Conn, PostgresDatabase
     from .notify import Watch
 
 __all__ = ["DEFAULT_RUN_LEASE", "PostgresRunStore"]
@@ -170,7 +170,7 @@ class PostgresRunStore:
     process and host using it; ``run_lease``: seconds without a sign of life from a run's owner
     after which the run is ``interrupted``. Closing the store leaves the database open."""
 
-    def __init__(self, db: PostgresDatabase, *, run_lease: float = DEFAULT_RUN_LEASE) -> None:
+    def __init__(self, db: Database, *, run_lease: float = DEFAULT_RUN_LEASE) -> None:
         if not 0 < run_lease < float("inf"):
             raise ConfigError(f"run_lease must be a positive number of seconds, not {run_lease!r}")
         self.db = db

@@ -11,7 +11,7 @@ are judged by the server's clock. Messages are encoded and decoded in the worker
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import InvalidIdError
 from ..sessions import (
@@ -23,9 +23,7 @@ from ..sessions import (
     decode_messages,
     encode_message,
 )
-
-if TYPE_CHECKING:
-    from .database import Conn, PostgresDatabase
+from .interface import Conn, Database
 
 __all__ = ["PostgresSessionStore"]
 
@@ -123,7 +121,7 @@ class PostgresSessionStore:
     process and host using the database sees the same histories, versions and leases. Closing the
     store leaves the database open (its owner closes it)."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def __repr__(self) -> str:
