@@ -35,6 +35,7 @@ from pyflue.stores.dispatches import (
     from_us,
     to_us,
 )
+from pyflue.stores.postgres import PostgresDatabase, PostgresDispatchStore
 from pyflue.stores.sqlite import SQLiteDatabase
 from pyflue.stores.sqlite.dispatches import SQLiteDispatchStore
 
@@ -99,7 +100,40 @@ class SQLiteBackend:
             db.close()
 
 
-BACKENDS: dict[str, Any] = {"memory": MemoryBackend, "sqlite": SQLiteBackend}
+class PostgresBackend:
+    """A schema of the test session's PostgreSQL cluster per test; each ``new`` store starts from
+    empty tables (the suite never uses two ``new`` stores at once), and ``reopen`` opens a second
+    database object (its own connections), as another process would."""
+
+    name = "postgres"
+
+    def __init__(self, tmp_path: Path, url: str) -> None:
+        del tmp_path
+        self.url = url
+        self.schema = f"dispatch_{os.getpid()}_{next(_postgres_schemas)}"
+        self.db = PostgresDatabase(url, schema=self.schema, pool_size=4)
+        self.databases = [self.db]
+
+    def new(self, clock: Callable[[], float] | None = None) -> DispatchStore:
+        self.db.call(
+            lambda conn: conn.execute(
+                "TRUNCATE dispatch_items, dispatch_attempts, dispatch_events RESTART IDENTITY"
+            )
+        )
+        return PostgresDispatchStore(self.db, clock=clock)
+
+    def reopen(self, store: DispatchStore, clock: Callable[[], float] | None = None) -> DispatchStore:
+        db = PostgresDatabase(self.url, schema=self.schema, pool_size=4)
+        self.databases.append(db)
+        return PostgresDispatchStore(db, clock=clock)
+
+    def close(self) -> None:
+        for db in self.databases:
+            db.close()
+
+
+_postgres_schemas = itertools.count()
+BACKENDS: dict[str, Any] = {"memory": MemoryBackend, "sqlite": SQLiteBackend, "postgres": PostgresBackend}
 
 _HYPOTHESIS = settings(
     deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -108,7 +142,10 @@ _HYPOTHESIS = settings(
 
 @pytest.fixture(params=list(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    opened = BACKENDS[request.param](tmp_path)
+    if request.param == "postgres":
+        opened = PostgresBackend(tmp_path, request.getfixturevalue("postgres_url"))
+    else:
+        opened = BACKENDS[request.param](tmp_path)
     yield opened
     opened.close()
 
