@@ -102,9 +102,10 @@ class DispatchReceipt:
 
 def dispatch_store(project: Project | str | os.PathLike[str] | None = None) -> DispatchStore:
     """The dispatch store of ``project`` (a :class:`Project` or its directory; default: the current
-    directory): SQLite in its ``.pyflue/pyflue.db``, one store object per runtime."""
+    directory): SQLite in its ``.pyflue/pyflue.db``, or the PostgreSQL database the runtime names
+    (``PYFLUE_DATABASE_URL``); one store object per runtime."""
     root = project.path if isinstance(project, Project) else Path.cwd() if project is None else Path(project)
-    return current_runtime().sqlite_dispatch_store(root / DB_PATH)
+    return current_runtime().dispatch_store_for(root / DB_PATH)
 
 
 def _store(store: DispatchStore | None, project: Project | str | os.PathLike[str] | None) -> DispatchStore:

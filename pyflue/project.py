@@ -54,7 +54,6 @@ from .events import Observer
 from .runtime import current_runtime
 from .stores.runs import RunRecord, RunStore
 from .stores.sessions import SessionStore
-from .stores.sqlite import SQLiteRunStore, SQLiteSessionStore
 from .workflow import RunOptions, WorkflowDefinition, run_workflow
 
 __all__ = ["DB_PATH", "LoadError", "Project"]
@@ -219,14 +218,15 @@ class Project:
         return self.path / DB_PATH
 
     @property
-    def session_store(self) -> SQLiteSessionStore:
-        """The project's session store (its SQLite file, one store object per runtime)."""
-        return current_runtime().sqlite_session_store(self.db_path)
+    def session_store(self) -> SessionStore:
+        """The project's session store: its SQLite file, or the runtime's PostgreSQL database when
+        ``PYFLUE_DATABASE_URL`` (or ``Runtime(database_url=...)``) names one."""
+        return current_runtime().session_store_for(self.db_path)
 
     @property
-    def run_store(self) -> SQLiteRunStore:
-        """The project's run store (its SQLite file, one store object per runtime)."""
-        return current_runtime().sqlite_run_store(self.db_path)
+    def run_store(self) -> RunStore:
+        """The project's run store (SQLite file or PostgreSQL, as :attr:`session_store`)."""
+        return current_runtime().run_store_for(self.db_path)
 
     async def instance(self, agent: str, id: str) -> AgentHarness:
         """The instance ``id`` of the project's agent ``agent``, on the project's session store: what

@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -99,6 +100,25 @@ async def iter_events(
     if await source.get_run(run_id) is None:
         raise NotFoundError(f"no run {shown(run_id)}")
     last = after_seq
+    watching = getattr(source, "watch", None)  # stores that push changes (PostgreSQL NOTIFY)
+    watch = await watching(run_id) if follow and watching is not None else None
+    try:
+        async for event in _follow(source, run_id, last, wanted, follow, poll_interval, watch):
+            yield event
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+async def _follow(
+    source: RunStore,
+    run_id: str,
+    last: int,
+    wanted: frozenset[str] | None,
+    follow: bool,
+    poll_interval: float,
+    watch: Any,
+) -> AsyncIterator[Event]:
     settled = False  # the record was final: one more read gets every event
     while True:
         batch = await source.read_events(run_id, after_seq=last, limit=_PAGE)
@@ -118,7 +138,10 @@ async def iter_events(
         if record.finished:
             settled = True
             continue
-        await anyio.sleep(poll_interval)
+        if watch is not None:
+            await watch.wait(max(poll_interval, 1.0))
+        else:
+            await anyio.sleep(poll_interval)
 
 
 async def cancel_run(

@@ -17,6 +17,7 @@ runtime, created on first use and kept for the process, so the seed's code runs 
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +35,8 @@ from .history import History
 
 if TYPE_CHECKING:
     from .models.clients import ClientPool
+    from .stores.postgres import PostgresDatabase
+from .stores.dispatches import DispatchStore
 from .stores.memory import MemoryRunStore, MemorySessionStore
 from .stores.runs import RunStore
 from .stores.sessions import SessionKey, SessionStore
@@ -55,8 +58,13 @@ class Runtime:
     in memory, for this runtime's lifetime).
     """
 
-    def __init__(self, *, session_store: SessionStore | None = None) -> None:
+    def __init__(self, *, session_store: SessionStore | None = None, database_url: str | None = None) -> None:
         self._session_store = session_store
+        #: A ``postgresql://`` URL: projects keep sessions, runs and dispatches there instead of
+        #: their SQLite file (default: ``PYFLUE_DATABASE_URL``, read when a store is first asked for).
+        self.database_url = database_url
+        self._postgres: dict[str, PostgresDatabase] = {}
+        self._postgres_stores: dict[tuple[str, str], Any] = {}
         self._run_store: RunStore | None = None
         # Held weakly: a database (and its connection) lives as long as a store or a harness uses it,
         # so a process touching many projects does not keep every file open; aclose() closes the rest.
@@ -105,6 +113,56 @@ class Runtime:
         if db is None:
             db = self._databases[key] = SQLiteDatabase(key)
         return db
+
+    # -- the stores of a project: its SQLite file, or the PostgreSQL database when one is set ------
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL database projects use, or None (their SQLite files)."""
+        return self.database_url or os.environ.get("PYFLUE_DATABASE_URL") or None
+
+    def postgres(self, url: str) -> PostgresDatabase:
+        """The one database object (one connection pool) of ``url`` (extra ``postgres``)."""
+        self._check_open()
+        db = self._postgres.get(url)
+        if db is None:
+            # Imported here: psycopg is an optional extra, loaded only by those who use it.
+            from .stores.postgres import PostgresDatabase
+
+            db = self._postgres[url] = PostgresDatabase(url)
+        return db
+
+    def _from_postgres(self, kind: str) -> Any:
+        url = self.postgres_url
+        if url is None:
+            return None
+        store = self._postgres_stores.get((url, kind))
+        if store is None:
+            db = self.postgres(url)
+            made: Any = (
+                db.session_store()
+                if kind == "session"
+                else db.run_store()
+                if kind == "run"
+                else db.dispatch_store()
+            )
+            store = self._postgres_stores[(url, kind)] = made
+        return store
+
+    def session_store_for(self, sqlite_path: str | Path) -> SessionStore:
+        """A project's session store: PostgreSQL when a database URL is set, else its SQLite file."""
+        store: SessionStore | None = self._from_postgres("session")
+        return store if store is not None else self.sqlite_session_store(sqlite_path)
+
+    def run_store_for(self, sqlite_path: str | Path) -> RunStore:
+        """A project's run store: PostgreSQL when a database URL is set, else its SQLite file."""
+        store: RunStore | None = self._from_postgres("run")
+        return store if store is not None else self.sqlite_run_store(sqlite_path)
+
+    def dispatch_store_for(self, sqlite_path: str | Path) -> DispatchStore:
+        """A project's dispatch store: PostgreSQL when a database URL is set, else its SQLite file."""
+        store: DispatchStore | None = self._from_postgres("dispatch")
+        return store if store is not None else self.sqlite_dispatch_store(sqlite_path)
 
     def sqlite_session_store(self, path: str | Path) -> SQLiteSessionStore:
         """The session store of the SQLite file at ``path`` (one object per file, so every harness
@@ -219,9 +277,14 @@ class Runtime:
         self._run_stores.clear()
         self._dispatch_stores.clear()
         self._histories.clear()
+        postgres = list(self._postgres.values())
+        self._postgres.clear()
+        self._postgres_stores.clear()
         with anyio.CancelScope(shield=True):
             if self.http is not None:
                 await self.http.aclose()
+            for database in postgres:
+                await database.aclose()
             for db in databases:
                 await db.aclose()
 

@@ -266,7 +266,7 @@ class _RunControl:
         while True:
             await anyio.sleep(interval)
             try:
-                reason = await store.cancel_requested(run_id)
+                reason = await store.heartbeat(run_id)
             except Exception:
                 _log.warning("run %s: could not poll for cancel requests", run_id, exc_info=True)
                 continue

@@ -193,6 +193,10 @@ class MemoryRunStore:
         self._cancel[run_id] = reason
         return True
 
+    async def heartbeat(self, run_id: str) -> str | None:
+        """Ownership here is by process liveness, not lease: a heartbeat only reads cancel requests."""
+        return await self.cancel_requested(run_id)
+
     async def cancel_requested(self, run_id: str) -> str | None:
         return self._cancel.get(run_id)
 

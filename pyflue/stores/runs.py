@@ -154,6 +154,11 @@ class RunStore(Protocol):
         """The reason of a pending cancel request of ``run_id``, or ``None`` (polled by the owner)."""
         ...
 
+    async def heartbeat(self, run_id: str) -> str | None:
+        """The owner's sign of life while the run runs (stores that judge ownership by lease renew
+        it here); returns what the owner's poll needs: the reason it must stop, or ``None``."""
+        ...
+
     async def prune_runs(self, older_than: float) -> int:
         """Delete finished runs (and their events) that ended more than ``older_than`` seconds ago;
         returns how many. Running runs are never pruned."""

@@ -413,6 +413,10 @@ class SQLiteRunStore:
             raise NotFoundError(f"no run {run_id!r}: {self.db.path} does not exist")
         return await self._go(work)
 
+    async def heartbeat(self, run_id: str) -> str | None:
+        """Ownership here is by process liveness, not lease: a heartbeat only reads cancel requests."""
+        return await self.cancel_requested(run_id)
+
     async def cancel_requested(self, run_id: str) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
             row = conn.execute("SELECT cancel_reason FROM runs WHERE run_id=?", (run_id,)).fetchone()
