@@ -242,8 +242,6 @@ class Session:
                         try:
                             await history.take_turn(op_id)
                             yield op
-                            with anyio.CancelScope(shield=True):
-                                await history.end_turn()
                         except BaseException as exc:
                             self._scope = self.operation_id = None
                             with anyio.CancelScope(shield=True):
@@ -256,6 +254,14 @@ class Session:
                                 )
                                 raise
                     self._scope = self.operation_id = None
+                    try:
+                        # Outside the operation's scope: an abort arriving now cannot cut this write.
+                        await history.end_turn()
+                    except BaseException as exc:
+                        with anyio.CancelScope(shield=True):
+                            await history.abandon_turn()
+                        emit("operation_end", _end("failed", op, started, exc))
+                        raise
                     if scope.cancel_called and self._abort_reason is not None:
                         reason = self._abort_reason
                         emit("abort", {"reason": reason})

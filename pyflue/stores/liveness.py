@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from functools import cache
 
 __all__ = ["hostname", "own_start", "owner_alive"]
 
 
+@cache
 def hostname() -> str:
-    """This host's name, as owners are recorded with."""
+    """This host's name, as owners are recorded with (read once: every operation names its owner)."""
     return socket.gethostname()
 
 
