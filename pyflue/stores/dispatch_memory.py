@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, shown
 from ..events import Event
 from .dispatches import (
     Attempt,
@@ -247,7 +247,9 @@ class MemoryDispatchStore:
 
     async def append_events(self, dispatch_id: str, events: Sequence[Event]) -> None:
         if dispatch_id not in self._records:
-            raise NotFoundError(f"no dispatch {dispatch_id!r}; append events only to an enqueued dispatch")
+            raise NotFoundError(
+                f"no dispatch {shown(dispatch_id)}; append events only to an enqueued dispatch"
+            )
         stored = self._events.setdefault(dispatch_id, [])
         check_events(dispatch_id, events, stored[-1][0] if stored else 0)
         stored.extend((e.seq, encode_event(e)) for e in events)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, shown
 from .runs import RunPage, RunRecord, decode_cursor, encode_cursor
 from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
 
@@ -187,7 +187,7 @@ class MemoryRunStore:
     async def request_cancel(self, run_id: str, reason: str) -> bool:
         entry = self._runs.get(run_id)
         if entry is None:
-            raise NotFoundError(f"no run {run_id!r} in this store")
+            raise NotFoundError(f"no run {shown(run_id)} in this store")
         if entry[1].status != "running":
             return False
         self._cancel[run_id] = reason

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from pydantic_core import from_json, to_json
 
-from ...errors import ConfigError, NotFoundError
+from ...errors import ConfigError, NotFoundError, shown
 from ...events import Event
 from ...ids import encode_ulid, new_ulid_int
 from ...models.base import Usage
@@ -391,7 +391,7 @@ class SQLiteRunStore:
         def write(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if row is None:
-                raise NotFoundError(f"no run {run_id!r} in {self.db.path}")
+                raise NotFoundError(f"no run {shown(run_id)} in {self.db.path}")
             if row[0] != "running":
                 return False
             conn.execute("UPDATE runs SET cancel_reason=? WHERE run_id=?", (reason, run_id))
@@ -410,7 +410,7 @@ class SQLiteRunStore:
             return self.db.call(write)
 
         if not await anyio.to_thread.run_sync(self.db.path.exists):
-            raise NotFoundError(f"no run {run_id!r}: {self.db.path} does not exist")
+            raise NotFoundError(f"no run {shown(run_id)}: {self.db.path} does not exist")
         return await self._go(work)
 
     async def heartbeat(self, run_id: str) -> str | None:
