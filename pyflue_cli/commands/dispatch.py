@@ -44,6 +44,7 @@ _OUTCOME_KEYS = (
     "key",
     "status",
     "attempts",
+    "worker",
     "accepted_at",
     "updated_at",
     "cancel_requested",

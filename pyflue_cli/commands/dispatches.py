@@ -35,6 +35,7 @@ _ROW_KEYS = (
     "status",
     "attempts",
     "max_attempts",
+    "worker",
     "accepted_at",
     "updated_at",
     "cancel_requested",
