@@ -29,6 +29,10 @@ COMMANDS = (
     "agents",
     "workflows",
     "serve",
+    "dispatch",
+    "dispatches",
+    "worker",
+    "db",
 )
 
 _DESCRIPTION = """\
