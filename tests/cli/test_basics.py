@@ -11,7 +11,20 @@ import pytest
 
 from .conftest import assert_one_line_error, child_env, cli
 
-COMMANDS = ["init", "run", "runs", "logs", "prompt", "agents", "workflows"]
+COMMANDS = [
+    "init",
+    "run",
+    "runs",
+    "logs",
+    "prompt",
+    "agents",
+    "workflows",
+    "serve",
+    "dispatch",
+    "dispatches",
+    "worker",
+    "db",
+]
 
 
 def test_help_lists_every_command_with_examples(tmp_path: Path) -> None:
