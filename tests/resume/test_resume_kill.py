@@ -34,7 +34,9 @@ def _env(work: Path, kill_at: str | None) -> dict[str, str]:
     return env
 
 
-def _start(mode: str, project: Path, work: Path, run_id: str, kill_at: str | None = None) -> subprocess.Popen[str]:
+def _start(
+    mode: str, project: Path, work: Path, run_id: str, kill_at: str | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKER), mode, str(project), run_id],
         env=_env(work, kill_at),
@@ -157,3 +159,50 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
     assert [e.data["status"] for e in ends] == ["interrupted", "completed"]
     assert ends[-1].data["replayed_steps"] == sum(1 for s in journal if s.status == "done")
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+def test_changed_code_fails_the_resumed_run_with_resume_diverged(tmp_path: Path) -> None:
+    project, work = _setup(tmp_path, "d")
+    _kill_at(project, work, "run-d", "between:2")
+    (project / "workflows" / "trip.py").write_text(trip("plane"))  # the first prompt changed
+    record = _finish(_start("resume", project, work, "run-d"))
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "ResumeDivergedError"
+    assert "step 0" in record["error"]["message"] and "model" in record["error"]["message"]
+    assert _lines(work, "side_effects") == ["book hotel"]  # nothing ran live after the divergence
+
+
+def test_only_interrupted_resumable_runs_resume(tmp_path: Path, baseline: tuple[dict[str, Any], int]) -> None:
+    project, work = _setup(tmp_path, "f")
+    assert _finish(_start("run", project, work, "run-f"))["status"] == "completed"
+    proc = _start("resume", project, work, "run-f")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "ConfigError: run 'run-f' is completed; only an interrupted run can be resumed" in err
+
+
+def test_pyflue_resume_cli_continues_a_killed_run(
+    tmp_path: Path, baseline: tuple[dict[str, Any], int]
+) -> None:
+    project, work = _setup(tmp_path, "c")
+    _kill_at(project, work, "run-c", "between:2")
+    done = subprocess.run(
+        [sys.executable, "-m", "pyflue_cli", "--project", str(project), "resume", "run-c"],
+        env=_env(work, None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert record["status"] == "completed" and record["run_id"] == "run-c"
+    assert record["result"]["code"] == baseline[0]["result"]["code"]
+    assert sorted(_lines(work, "side_effects")) == ["book hotel", "book train"]
+    again = subprocess.run(
+        [sys.executable, "-m", "pyflue_cli", "--project", str(project), "resume", "run-c"],
+        env=_env(work, None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "only an interrupted run can be resumed" in again.stderr
