@@ -42,7 +42,10 @@ def answer(request):
         item = last.parts[0].text.split()[-1]
         key = "ask " + item
         reply = ModelResponse(
-            [ToolCallPart("c1-" + item, "lookup", {"item": item}), ToolCallPart("c2-" + item, "book", {"item": item})],
+            [
+                ToolCallPart("c1-" + item, "lookup", {"item": item}),
+                ToolCallPart("c2-" + item, "book", {"item": item}),
+            ],
             Usage(4, 2),
             "tool_calls",
         )

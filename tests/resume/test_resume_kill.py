@@ -176,7 +176,7 @@ def test_only_interrupted_resumable_runs_resume(tmp_path: Path, baseline: tuple[
     project, work = _setup(tmp_path, "f")
     assert _finish(_start("run", project, work, "run-f"))["status"] == "completed"
     proc = _start("resume", project, work, "run-f")
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "ConfigError: run 'run-f' is completed; only an interrupted run can be resumed" in err
 
