@@ -59,7 +59,8 @@ async def main() -> None:
             replay_ms = (time.perf_counter() - started) * 1000
     print(f"model call journaled: {model_us:.0f} µs, ~{sum(model_bytes) // len(model_bytes)} B of result")
     print(
-        f"tool call journaled:  {tool_us:.0f} µs (2 writes: started, done), ~{sum(tool_bytes) // len(tool_bytes)} B"
+        f"tool call journaled:  {tool_us:.0f} µs (2 writes: started, done), "
+        f"~{sum(tool_bytes) // len(tool_bytes)} B"
     )
     print(f"replay of 100 journaled model calls: {replay_ms:.1f} ms")
 
