@@ -28,6 +28,7 @@ from .errors import (
     ToolError,
     error_payload,
 )
+from .journal import RunJournal, current_journal, is_idempotent
 from .model_calls import call_model
 from .models.base import Model, ModelRequest, ModelResponse, ModelSettings, Usage
 from .models.messages import AssistantMessage, TextPart, ToolCallPart, ToolResultPart, UserMessage
@@ -215,9 +216,16 @@ class Turns:
 
     async def _run_tools(self, calls: list[ToolCallPart]) -> list[ToolResultPart]:
         results: list[ToolResultPart | None] = [None] * len(calls)
+        journal = current_journal()
+        # In a resumable run each call is a journal step; their keys are taken in the model's order
+        # before any starts, so concurrent calls replay in the same places however they ran.
+        keys = journal.keys(len(calls)) if journal is not None else []
 
         async def run_one(index: int, call: ToolCallPart) -> None:
-            results[index] = await self._run_tool(call)
+            if journal is None:
+                results[index] = await self._run_tool(call)
+            else:
+                results[index] = await self._journaled_tool(journal, keys[index], call)
 
         try:
             if len(calls) == 1:
@@ -238,6 +246,12 @@ class Turns:
             )
             raise
         return [r for r in results if r is not None]
+
+    async def _journaled_tool(self, journal: RunJournal, key: str, call: ToolCallPart) -> ToolResultPart:
+        """A tool call as a step of the run's journal (replayed with no events when recorded)."""
+        tool = self.plan.tools.get(call.name)
+        retry = tool is not None and is_idempotent(tool.function)
+        return await journal.tool_call(key, call, retry, lambda: self._run_tool(call))
 
     async def _run_tool(self, call: ToolCallPart) -> ToolResultPart:
         emit = self.op.emit

@@ -9,6 +9,7 @@ from typing import Any
 from ._clock import elapsed_ms
 from .errors import error_payload
 from .events import Event
+from .journal import current_journal
 from .models.base import Model, ModelRequest, ModelResponse, ResponseBuilder, TextDelta, ThinkingDelta, Usage
 
 __all__ = ["Emit", "call_model"]
@@ -20,7 +21,17 @@ Emit = Callable[[str, dict[str, Any]], Event | None]
 async def call_model(model: Model, request: ModelRequest, emit: Emit, *, stream: bool) -> ModelResponse:
     """One model call, reported as every caller reports it: ``model_start``; with ``stream`` the
     provider's stream, each text/thinking delta an event; then ``model_end`` with the usage, or with
-    the error. The response's usage always counts its request."""
+    the error. The response's usage always counts its request.
+
+    Inside a resumable run the call is a step of its journal: a call the journal holds returns its
+    recorded response, with no request and no events (they are in the log of the earlier attempt)."""
+    journal = current_journal()
+    if journal is None:
+        return await _call_model(model, request, emit, stream=stream)
+    return await journal.model_call(model, request, lambda: _call_model(model, request, emit, stream=stream))
+
+
+async def _call_model(model: Model, request: ModelRequest, emit: Emit, *, stream: bool) -> ModelResponse:
     emit(
         "model_start",
         {"provider": model.provider, "model": model.model_name, "settings": dict(request.settings)},

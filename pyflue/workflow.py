@@ -23,10 +23,13 @@ import inspect
 import json
 import logging
 import os
+import random as _random
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +45,7 @@ from .agent import AgentDefinition, AgentHarness
 from .agent import init as init_agent
 from .errors import (
     ConfigError,
+    NotFoundError,
     PayloadValidationError,
     ResultNotSerializableError,
     RunCancelledError,
@@ -50,12 +54,21 @@ from .errors import (
 )
 from .events import BUILTIN_TYPES, Event, EventBus, Observer
 from .ids import check_id, new_run_id
+from .journal import RunJournal, is_idempotent
 from .recording import EventRecorder
 from .runtime import current_runtime
-from .stores.runs import RunRecord, RunStore
+from .stores.runs import JournalStep, RunJournalStore, RunRecord, RunStore
 from .stores.sessions import SessionStore
 
-__all__ = ["FlueContext", "RunLog", "RunOptions", "WorkflowDefinition", "WorkflowHost", "run_workflow"]
+__all__ = [
+    "FlueContext",
+    "RunLog",
+    "RunOptions",
+    "WorkflowDefinition",
+    "WorkflowHost",
+    "resume_run",
+    "run_workflow",
+]
 
 _log = logging.getLogger("pyflue.workflow")
 
@@ -84,9 +97,11 @@ def _first_line(exc: BaseException) -> str:
 
 class WorkflowDefinition:
     """A workflow as a project defines it: ``run``, an optional ``Payload`` type, a description
-    (the module docstring) and an optional ``timeout`` in seconds."""
+    (the module docstring), an optional ``timeout`` in seconds, and whether its runs are
+    ``resumable`` (journaled, see :mod:`pyflue.journal`). ``resumable=None`` reads a module-level
+    ``resumable = True`` beside ``run``."""
 
-    __slots__ = ("_adapter", "description", "name", "path", "payload_type", "run", "timeout")
+    __slots__ = ("_adapter", "description", "name", "path", "payload_type", "resumable", "run", "timeout")
 
     def __init__(
         self,
@@ -97,6 +112,7 @@ class WorkflowDefinition:
         description: str | None = None,
         timeout: float | None = None,
         path: Path | None = None,
+        resumable: bool | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(run):
             raise ConfigError(f"workflow {name!r}: run must be an `async def run(ctx)` function")
@@ -110,6 +126,11 @@ class WorkflowDefinition:
         self.description = description
         self.timeout = float(timeout) if timeout is not None else None
         self.path = path
+        if resumable is None:
+            resumable = getattr(run, "__globals__", {}).get("resumable", False)
+        if not isinstance(resumable, bool):
+            raise ConfigError(f"workflow {name!r}: resumable must be True or False, got {resumable!r}")
+        self.resumable = resumable
         self._adapter: TypeAdapter[Any] | None = (
             TypeAdapter(payload_type) if payload_type is not None else None
         )
@@ -193,6 +214,8 @@ class FlueContext:
         bus: EventBus,
         session_store: SessionStore,
         control: _RunControl,
+        journal: RunJournal | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow = workflow
@@ -204,6 +227,8 @@ class FlueContext:
         self.log = RunLog(bus)
         self._session_store = session_store
         self._control = control
+        self._journal = journal
+        self._instance_id = run_id if instance_id is None else instance_id
 
     async def init(self, agent: AgentDefinition | str, id: str | None = None) -> AgentHarness:
         """An instance of ``agent`` (a definition, or the name of one of the project's agents).
@@ -211,11 +236,13 @@ class FlueContext:
         Its events carry this run's id and are part of the run's log. The instance id defaults
         to the run id, so each run starts with fresh sessions; pass ``id=`` to continue one
         instance's sessions across runs (e.g. per user). Sessions persist in the project's store.
+        A resumed run's default instance is ``<run id>.r<attempt>``: its sessions are rebuilt from
+        the journal instead of continuing the interrupted attempt's half-written ones.
         """
         definition = self.project.agent(agent) if isinstance(agent, str) else agent
         return await init_agent(
             definition,
-            id=self.run_id if id is None else id,
+            id=self._instance_id if id is None else id,
             bus=self.bus,
             run_id=self.run_id,
             payload=self.payload,
@@ -233,6 +260,59 @@ class FlueContext:
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"event data must be a dict, got {data.__class__.__name__}")
         return self.bus.emit(type, {} if data is None else data)
+
+    async def step(self, name: str, fn: Callable[[], Any], *, idempotent: bool = False) -> Any:
+        """``fn()`` (sync or async, no arguments) as a step of the run: its result in JSON form.
+
+        In a resumable run the result is journaled, so a resumed run gets the recorded result
+        without calling ``fn`` again: put side effects and non-deterministic code of your own here.
+        If the run's process died while ``fn`` ran, a resumed run raises
+        :class:`~pyflue.journal.StepOutcomeUnknownError` here, unless ``idempotent=True`` (or ``fn``
+        is marked with :func:`~pyflue.journal.idempotent`), which calls ``fn`` again."""
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a step's name must be a non-empty string, got {name!r}")
+
+        async def live() -> Any:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+            try:
+                return json_data(value)
+            except ValueError as exc:
+                raise ResultNotSerializableError(
+                    f"step {name!r} returned a {type(value).__name__}, which is not JSON data ({exc}); "
+                    "return plain values"
+                ) from None
+
+        journal = self._journal
+        if journal is None:
+            return await live()
+        (key,) = journal.keys()
+        retry = idempotent or is_idempotent(fn)
+        return await journal.run(key, "step", name, "", live, mark_start=True, retry_unknown=retry)
+
+    async def _value(self, kind: str, make: Callable[[], Any]) -> Any:
+        journal = self._journal
+        if journal is None:
+            return make()
+
+        async def live() -> Any:
+            return make()
+
+        (key,) = journal.keys()
+        return await journal.run(key, kind, kind, "", live, mark_start=False, retry_unknown=True)
+
+    async def now(self) -> datetime:
+        """The current time (UTC); a resumed run gets the time the first attempt saw."""
+        return datetime.fromisoformat(await self._value("now", lambda: datetime.now(UTC).isoformat()))
+
+    async def uuid(self) -> _uuid.UUID:
+        """A random UUID (version 4); a resumed run gets the one the first attempt made."""
+        return _uuid.UUID(await self._value("uuid", lambda: str(_uuid.uuid4())))
+
+    async def random(self) -> float:
+        """A random float in [0, 1); a resumed run gets the one the first attempt drew."""
+        return float(await self._value("random", _random.random))
 
     def cancel(self, reason: str = "cancelled by the workflow") -> None:
         """Cancel this run: the workflow's code is cancelled at its next ``await`` and the run
@@ -290,6 +370,7 @@ class WorkflowHost(Protocol):
     """What a run needs of the project it belongs to (:class:`~pyflue.project.Project` is one)."""
 
     def agent(self, name: str) -> AgentDefinition: ...
+    def workflow(self, name: str) -> WorkflowDefinition: ...
     @property
     def run_store(self) -> RunStore: ...
     @property
@@ -299,8 +380,9 @@ class WorkflowHost(Protocol):
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """How one run is made: stores (default: the host's), a live observer, a timeout overriding the
-    workflow's own, a chosen run id, the environment its agents see (default ``os.environ``), and
-    how often it polls the store for cancel requests from other processes."""
+    workflow's own, a chosen run id, the environment its agents see (default ``os.environ``), how
+    often it polls the store for cancel requests from other processes, and whether it is resumable
+    (``None``: as the workflow says)."""
 
     run_store: RunStore | None = None
     session_store: SessionStore | None = None
@@ -309,6 +391,20 @@ class RunOptions:
     run_id: str | None = None
     env: Mapping[str, str] | None = None
     cancel_poll_interval: float = 0.25
+    resumable: bool | None = None
+
+
+def _journal_store(store: RunStore) -> RunJournalStore:
+    if not isinstance(store, RunJournalStore):
+        raise ConfigError(
+            f"resumable runs need a run store that keeps a journal; {type(store).__name__} does not "
+            "(the SQLite and memory run stores do)"
+        )
+    return store
+
+
+#: The journal entry that marks a run as resumable (written when the run is created).
+_RUN_STEP = "run"
 
 
 async def run_workflow(
@@ -322,11 +418,10 @@ async def run_workflow(
     :func:`pyflue.project.invoke_workflow`'s)."""
     data, typed = definition.validate_payload(payload)
     run_id = check_id(options.run_id, "run id") if options.run_id is not None else new_run_id(definition.name)
-    limit = options.timeout if options.timeout is not None else definition.timeout
-    if limit is not None and limit <= 0:
-        raise ConfigError(f"timeout must be positive, got {limit!r}")
     store = options.run_store if options.run_store is not None else host.run_store
-    started = time.perf_counter()
+    resumable = definition.resumable if options.resumable is None else options.resumable
+    journal_store = _journal_store(store) if resumable else None
+    limit = _limit(definition, options)
     record = RunRecord(
         run_id=run_id,
         workflow=definition.name,
@@ -336,9 +431,104 @@ async def run_workflow(
         owner_host=socket.gethostname(),
     )
     await store.create_run(record)
+    journal = None
+    if journal_store is not None:
+        await journal_store.record_step(
+            run_id, JournalStep(_RUN_STEP, -1, "run", definition.name, "", "done", None)
+        )
+        journal = RunJournal(journal_store, run_id)
     task_status.started(run_id)
+    return await _run(host, definition, record, typed, options, store, limit, journal, None)
 
+
+async def resume_run(
+    host: WorkflowHost,
+    run_id: str,
+    *,
+    run_store: RunStore | None = None,
+    session_store: SessionStore | None = None,
+    on_event: Observer | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    cancel_poll_interval: float = 0.25,
+    task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> RunRecord:
+    """Continue the ``interrupted`` resumable run ``run_id`` in this process; its final record.
+
+    The workflow's ``run(ctx)`` runs again with the run's payload and id; every step its journal
+    holds returns its recorded result (no model request, no tool call), and the run goes on live
+    from the first step the journal does not hold. The log gets a ``run_resume`` event (attempt
+    number and journaled steps) and, at the end, a ``run_end`` like any run's; the record goes from
+    ``interrupted`` to the final status. ``NotFoundError``: no such run; ``ConfigError``: the run is
+    not interrupted, was not resumable, or the store keeps no journal; a run whose code asks for a
+    different step than the journal holds ends ``failed`` with ``ResumeDivergedError``.
+    """
+    store = run_store if run_store is not None else host.run_store
+    journal_store = _journal_store(store)
+    check_id(run_id, "run id")
+    found = await store.get_run(run_id)
+    if found is None:
+        raise NotFoundError(f"no run {run_id!r}; list runs with `pyflue runs`")
+    steps = await journal_store.read_journal(run_id)
+    if not any(step.step == _RUN_STEP for step in steps):
+        raise ConfigError(
+            f"run {run_id!r} was not resumable (it kept no journal); only runs of workflows with "
+            "`resumable = True` (or started with resumable=True) can be resumed"
+        )
+    definition = host.workflow(found.workflow)
+    _, typed = definition.validate_payload(found.payload)
+    options = RunOptions(
+        run_store=store,
+        session_store=session_store,
+        on_event=on_event,
+        timeout=timeout,
+        run_id=run_id,
+        env=env,
+        cancel_poll_interval=cancel_poll_interval,
+        resumable=True,
+    )
+    limit = _limit(definition, options)
+    previous = await store.read_events(run_id)
+    record = await journal_store.reopen_run(run_id, os.getpid(), socket.gethostname())
+    journal = RunJournal(journal_store, run_id, [step for step in steps if step.step != _RUN_STEP])
+    attempt = 1 + sum(1 for event in previous if event.type == "run_resume")
+    task_status.started(run_id)
+    resume = _Resume(attempt, previous[-1].seq if previous else 0)
+    return await _run(host, definition, record, typed, options, store, limit, journal, resume)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """What a resumed attempt continues from: its number and the log's last ``seq``."""
+
+    attempt: int
+    last_seq: int
+
+
+def _limit(definition: WorkflowDefinition, options: RunOptions) -> float | None:
+    limit = options.timeout if options.timeout is not None else definition.timeout
+    if limit is not None and limit <= 0:
+        raise ConfigError(f"timeout must be positive, got {limit!r}")
+    return limit
+
+
+async def _run(
+    host: WorkflowHost,
+    definition: WorkflowDefinition,
+    record: RunRecord,
+    typed: Any,
+    options: RunOptions,
+    store: RunStore,
+    limit: float | None,
+    journal: RunJournal | None,
+    resume: _Resume | None,
+) -> RunRecord:
+    """A run from its record to its final record: the body shared by new and resumed runs."""
+    run_id = record.run_id
+    started = time.perf_counter()
     bus = EventBus(run_id=run_id)
+    if resume is not None:
+        bus.seq = resume.last_seq  # the resumed attempt's events follow the earlier ones
     recorder = EventRecorder(functools.partial(store.append_events, run_id), f"run {run_id}")
     bus.subscribe(recorder)
     if options.on_event is not None:
@@ -347,14 +537,18 @@ async def run_workflow(
     ctx = FlueContext(
         run_id=run_id,
         workflow=definition.name,
-        payload=data,
+        payload=record.payload,
         input=typed,
         env=dict(os.environ) if options.env is None else options.env,
         project=host,
         bus=bus,
         session_store=options.session_store if options.session_store is not None else host.session_store,
         control=control,
+        journal=journal,
+        instance_id=None if resume is None else f"{run_id}.r{resume.attempt}",
     )
+    if resume is not None and journal is not None:
+        bus.emit("run_resume", {"attempt": resume.attempt, "journaled_steps": journal.recorded_count})
     live = current_runtime().runs
     live[run_id] = control
     try:
@@ -363,13 +557,16 @@ async def run_workflow(
                 definition, ctx, control, limit, recorder, store, options.cancel_poll_interval
             )
             with anyio.CancelScope(shield=True):
-                duration_ms = elapsed_ms(started)
+                duration_ms = elapsed_ms(started) + (record.duration_ms or 0.0)
+                usage = recorder.usage if resume is None else record.usage + recorder.usage
                 end: dict[str, Any] = {"status": status}
                 if error is None:
                     end["result"] = result
                 else:
                     end["error"] = error
-                end.update(duration_ms=duration_ms, usage=recorder.usage.to_dict())
+                end.update(duration_ms=duration_ms, usage=usage.to_dict())
+                if journal is not None and resume is not None:
+                    end["replayed_steps"] = journal.replayed
                 bus.emit("run_end", end)
                 final = record.model_copy(
                     update={
@@ -378,7 +575,9 @@ async def run_workflow(
                         "error": error,
                         "ended_at": datetime.now(UTC),
                         "duration_ms": duration_ms,
-                        "usage": recorder.usage,
+                        "usage": usage,
+                        "owner_pid": os.getpid(),
+                        "owner_host": socket.gethostname(),
                     }
                 )
                 await store.finish_run(final, recorder.take())
@@ -418,6 +617,15 @@ async def _supervise(
         return "cancelled", None, {**RunCancelledError(reason).to_dict(), "reason": "caller_cancelled"}, exc
 
 
+@contextmanager
+def _journaling(journal: RunJournal | None) -> Iterator[None]:
+    if journal is None:
+        yield
+        return
+    with journal.active():
+        yield
+
+
 async def _execute(
     definition: WorkflowDefinition, ctx: FlueContext, control: _RunControl, limit: float | None
 ) -> tuple[str, Any, dict[str, Any] | None]:
@@ -433,9 +641,14 @@ async def _execute(
         if limit is not None:
             scope.deadline = anyio.current_time() + limit
         try:
-            value = await definition.run(ctx)
+            with _journaling(ctx._journal):
+                value = await definition.run(ctx)
+            if ctx._journal is not None:
+                ctx._journal.check_finished()
         except Exception as exc:
             failure = exc
+        if ctx._journal is not None and ctx._journal.diverged is not None:
+            failure = ctx._journal.diverged  # even when the code caught it: never a silent mix
     control.scope = None
     if scope.cancel_called and (scope.cancelled_caught or failure is not None):
         if control.reason is None:

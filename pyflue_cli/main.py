@@ -23,6 +23,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS = (
     "init",
     "run",
+    "resume",
     "runs",
     "logs",
     "prompt",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, NotFoundError, shown
-from .runs import RunPage, RunRecord, decode_cursor, encode_cursor
+from .runs import JournalStep, RunPage, RunRecord, decode_cursor, encode_cursor, not_resumable
 from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
 
 if TYPE_CHECKING:
@@ -132,6 +132,7 @@ class MemoryRunStore:
         self._runs: dict[str, tuple[int, RunRecord]] = {}
         self._events: dict[str, list[Event]] = {}
         self._cancel: dict[str, str] = {}
+        self._journals: dict[str, dict[str, JournalStep]] = {}
         self._counter = itertools.count(1)
 
     async def create_run(self, record: RunRecord) -> None:
@@ -210,7 +211,35 @@ class MemoryRunStore:
         for run_id in doomed:
             del self._runs[run_id]
             self._events.pop(run_id, None)
+            self._journals.pop(run_id, None)
         return len(doomed)
+
+    async def record_step(self, run_id: str, step: JournalStep) -> None:
+        self._journals.setdefault(run_id, {})[step.step] = step
+
+    async def read_journal(self, run_id: str) -> list[JournalStep]:
+        return sorted(self._journals.get(run_id, {}).values(), key=lambda s: s.position)
+
+    async def reopen_run(self, run_id: str, owner_pid: int | None, owner_host: str | None) -> RunRecord:
+        entry = self._runs.get(run_id)
+        if entry is None:
+            raise NotFoundError(f"no run {run_id!r} in this store")
+        position, record = entry
+        if record.status != "interrupted":
+            raise ConfigError(not_resumable(record))
+        reopened = record.model_copy(
+            update={
+                "status": "running",
+                "error": None,
+                "ended_at": None,
+                "duration_ms": None,
+                "owner_pid": owner_pid,
+                "owner_host": owner_host,
+            },
+            deep=True,
+        )
+        self._runs[run_id] = (position, reopened)
+        return record.model_copy(deep=True)
 
     async def recover_interrupted(self) -> list[str]:
         """Nothing to recover: a memory store lives and dies with the process that runs its runs."""

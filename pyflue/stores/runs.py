@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUN_STATUSES",
+    "JournalStep",
+    "RunJournalStore",
     "RunPage",
     "RunRecord",
     "RunStatus",
@@ -30,6 +32,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "interrupted_error",
+    "not_resumable",
     "usage_of",
 ]
 
@@ -171,6 +174,53 @@ class RunStore(Protocol):
     async def aclose(self) -> None:
         """Release what the store holds (connections it opened); it is not used afterwards."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStep:
+    """One step of a resumable run's journal (see :mod:`pyflue.journal`).
+
+    ``step`` is the step's place in the run's code: ``"3"`` is the run's fourth step, ``"3.0"`` the
+    first step inside step 3 (a subagent's model call inside a tool call). ``position`` orders the
+    steps as they were recorded. ``kind`` is ``model``, ``tool``, ``step``, ``now``, ``uuid`` or
+    ``random``; ``fingerprint`` identifies the request (a hash); ``status`` is ``started`` (the step
+    began and has no result yet) or ``done``, and ``result`` is its JSON result when ``done``."""
+
+    step: str
+    position: int
+    kind: str
+    name: str
+    fingerprint: str
+    status: Literal["started", "done"]
+    result: Any = None
+
+
+@runtime_checkable
+class RunJournalStore(Protocol):
+    """What a run store needs for resumable runs: a journal of steps per run, and a way to hand an
+    ``interrupted`` run to a new owner."""
+
+    async def record_step(self, run_id: str, step: JournalStep) -> None:
+        """Write ``step`` (replacing a ``started`` entry of the same ``step`` key), durably, before
+        the run uses its result."""
+        ...
+
+    async def read_journal(self, run_id: str) -> list[JournalStep]:
+        """The run's journal in recording order (empty for a run that has none)."""
+        ...
+
+    async def reopen_run(self, run_id: str, owner_pid: int | None, owner_host: str | None) -> RunRecord:
+        """Atomically turn an ``interrupted`` run back to ``running`` under a new owner and return
+        the record as it was (interrupted). ``NotFoundError`` when there is no such run;
+        ``ConfigError`` when the run is not ``interrupted`` (still running, or finished)."""
+        ...
+
+
+def not_resumable(record: RunRecord) -> str:
+    """Why ``record`` cannot be reopened (the message of a ``reopen_run`` refusal)."""
+    return f"run {record.run_id!r} is {record.status}; only an interrupted run can be resumed" + (
+        " (its owner is still alive)" if record.status == "running" else ""
+    )
 
 
 def interrupted_error(pid: int | None, host: str | None) -> dict[str, Any]:

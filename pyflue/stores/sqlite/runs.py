@@ -26,7 +26,16 @@ from ...events import Event
 from ...ids import encode_ulid, new_ulid_int
 from ...models.base import Usage
 from ..liveness import own_start, owner_alive
-from ..runs import RunPage, RunRecord, decode_cursor, encode_cursor, interrupted_error, usage_of
+from ..runs import (
+    JournalStep,
+    RunPage,
+    RunRecord,
+    decode_cursor,
+    encode_cursor,
+    interrupted_error,
+    not_resumable,
+    usage_of,
+)
 from .database import SQLiteDatabase, table_exists
 
 __all__ = ["SQLiteRunStore"]
@@ -60,6 +69,17 @@ CREATE TABLE IF NOT EXISTS run_events (
     last_seq INTEGER NOT NULL,
     events BLOB NOT NULL,
     PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_journal (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result BLOB,
+    PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 """
 
@@ -438,10 +458,73 @@ class SQLiteRunStore:
                 chunk = doomed[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM run_events WHERE run_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM run_journal WHERE run_id IN ({marks})", chunk)
                 conn.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", chunk)
             return len(doomed)
 
         return await self._go(lambda: self.db.call(write), empty=0)
+
+    # -- the journal of resumable runs ---------------------------------------------------------------
+
+    async def record_step(self, run_id: str, step: JournalStep) -> None:
+        row = (
+            run_id,
+            step.step,
+            step.position,
+            step.kind,
+            step.name,
+            step.fingerprint,
+            step.status,
+            None if step.result is None else _json(step.result),
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO run_journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+        await self._go(lambda: self.db.call(write))
+
+    async def read_journal(self, run_id: str) -> list[JournalStep]:
+        def read(conn: sqlite3.Connection) -> list[JournalStep]:
+            if not table_exists(conn, "run_journal"):
+                return []
+            rows = conn.execute(
+                "SELECT step, position, kind, name, fingerprint, status, result FROM run_journal "
+                "WHERE run_id=? ORDER BY position",
+                (run_id,),
+            ).fetchall()
+            return [
+                JournalStep(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else from_json(r[6]))
+                for r in rows
+            ]
+
+        return await self._go(lambda: self.db.call(read, False), empty=[])
+
+    async def reopen_run(self, run_id: str, owner_pid: int | None, owner_host: str | None) -> RunRecord:
+        sql = f"SELECT {_RUN_COLUMNS}, owner_start FROM runs WHERE run_id=?"
+
+        def write(conn: sqlite3.Connection) -> RunRecord:
+            rows = conn.execute(sql, (run_id,)).fetchall()
+            if not rows:
+                raise NotFoundError(f"no run {run_id!r} in {self.db.path}")
+            record = _record(rows[0])
+            if record.status != "interrupted":
+                raise ConfigError(not_resumable(record))
+            start = own_start() if owner_pid == os.getpid() else None
+            conn.execute(
+                "UPDATE runs SET status='running', error=NULL, ended_at=NULL, duration_ms=NULL, "
+                "owner_pid=?, owner_host=?, owner_start=?, cancel_reason=NULL WHERE run_id=?",
+                (owner_pid, owner_host, start, run_id),
+            )
+            return record
+
+        def work() -> RunRecord:
+            # A run whose owner died moments ago may still read `running`: mark it first.
+            self._records(self.db.call(lambda conn: conn.execute(sql, (run_id,)).fetchall(), False))
+            return self.db.call(write)
+
+        if not await anyio.to_thread.run_sync(self.db.path.exists):
+            raise NotFoundError(f"no run {run_id!r}: {self.db.path} does not exist")
+        return await self._go(work)
 
     async def recover_interrupted(self) -> list[str]:
         return await self._go(lambda: self._recover(None), empty=[])
