@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     # workflows and runs
     "FlueContext": "pyflue.workflow",
     "invoke_workflow": "pyflue.project",
+    "resume_run": "pyflue.project",
     "Project": "pyflue.project",
     "list_runs": "pyflue.runs",
     "get_run": "pyflue.runs",
@@ -106,6 +107,7 @@ __all__ = [
     "prune_runs",
     "register_provider",
     "resolve_model",
+    "resume_run",
     "unobserve",
     "wait_dispatch",
 ]
@@ -129,7 +131,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .models.base import Model, ModelSettings, Usage
     from .models.registry import register_provider, resolve_model
     from .profiles import AgentProfile, define_agent_profile, extend_agent_profile
-    from .project import Project, invoke_workflow
+    from .project import Project, invoke_workflow, resume_run
     from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
     from .runtime import Runtime
     from .session import PromptResult, Session

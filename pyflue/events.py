@@ -43,6 +43,7 @@ BUILTIN_TYPES = frozenset(
     {
         "run_start",
         "run_end",
+        "run_resume",
         "log",
         "operation_start",
         "operation_end",

@@ -54,7 +54,7 @@ from .events import Observer
 from .runtime import current_runtime
 from .stores.runs import RunRecord, RunStore
 from .stores.sessions import SessionStore
-from .workflow import RunOptions, WorkflowDefinition, run_workflow
+from .workflow import RunOptions, WorkflowDefinition, continue_run, run_workflow
 
 __all__ = ["DB_PATH", "LoadError", "Project"]
 
@@ -331,6 +331,7 @@ def _workflow(name: str, module: types.ModuleType, file: Path) -> WorkflowDefini
             description=_docstring(module),
             timeout=getattr(module, "timeout", None),
             path=file,
+            resumable=getattr(module, "resumable", None),
         )
     except ConfigError:
         raise
@@ -350,6 +351,7 @@ async def invoke_workflow(
     run_id: str | None = None,
     env: Mapping[str, str] | None = None,
     cancel_poll_interval: float = 0.25,
+    resumable: bool | None = None,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> RunRecord:
     """Run workflow ``name`` of ``project`` with ``payload`` and return its final :class:`RunRecord`.
@@ -368,5 +370,27 @@ async def invoke_workflow(
     """
     if not isinstance(project, Project):
         project = await Project.load_async(project)
-    options = RunOptions(run_store, session_store, on_event, timeout, run_id, env, cancel_poll_interval)
+    options = RunOptions(
+        run_store, session_store, on_event, timeout, run_id, env, cancel_poll_interval, resumable=resumable
+    )
     return await run_workflow(project, project.workflow(name), payload, options, task_status)
+
+
+async def resume_run(
+    run_id: str,
+    *,
+    project: Project | str | os.PathLike[str] = ".",
+    run_store: RunStore | None = None,
+    session_store: SessionStore | None = None,
+    on_event: Observer | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunRecord:
+    """Continue the ``interrupted`` resumable run ``run_id`` of ``project`` (a :class:`Project` or its
+    directory) in this process and return its final record: journaled steps return their recorded
+    results, execution goes on live from the first step the journal does not hold (see
+    docs/resumable.md). ``ConfigError`` when the run is not resumable or not interrupted."""
+    if not isinstance(project, Project):
+        project = await Project.load_async(project)
+    return await continue_run(
+        project, run_id, run_store=run_store, session_store=session_store, on_event=on_event, env=env
+    )

@@ -66,7 +66,7 @@ __all__ = [
     "RunOptions",
     "WorkflowDefinition",
     "WorkflowHost",
-    "resume_run",
+    "continue_run",
     "run_workflow",
 ]
 
@@ -441,7 +441,7 @@ async def run_workflow(
     return await _run(host, definition, record, typed, options, store, limit, journal, None)
 
 
-async def resume_run(
+async def continue_run(
     host: WorkflowHost,
     run_id: str,
     *,

@@ -223,7 +223,7 @@ class MemoryRunStore:
     async def reopen_run(self, run_id: str, owner_pid: int | None, owner_host: str | None) -> RunRecord:
         entry = self._runs.get(run_id)
         if entry is None:
-            raise NotFoundError(f"no run {run_id!r} in this store")
+            raise NotFoundError(f"no run {shown(run_id)} in this store")
         position, record = entry
         if record.status != "interrupted":
             raise ConfigError(not_resumable(record))

@@ -1,6 +1,6 @@
 """``pyflue resume RUN_ID``: continue an interrupted resumable run where it stopped.
 
-The resume itself is the core's (``pyflue.workflow.resume_run``): journaled steps return their
+The resume itself is the core's (``pyflue.resume_run``): journaled steps return their
 recorded results and the run continues live from the first step the journal does not hold. This
 command prints the final record as JSON and exits 0 when the run completed, 1 when it ended
 otherwise (``pyflue logs RUN_ID`` shows why), 2 when it could not be resumed at all.
@@ -40,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _resume(args: argparse.Namespace) -> Any:
-    from pyflue.workflow import resume_run
+    from pyflue import resume_run
 
     from ..core import load_project
     from ..jsontext import record_fields, write_json
 
     project = load_project(args.project)
-    record = await resume_run(project, args.run_id)
+    record = await resume_run(args.run_id, project=project)
     write_json(record_fields(record, _RESULT_KEYS))
     if record.status == "completed":
         return COMPLETED

@@ -7,9 +7,9 @@ import sys
 
 import anyio
 
+from pyflue import resume_run
 from pyflue.journal import IDEMPOTENT_ATTRIBUTE  # noqa: F401  (the journal module must import alone)
 from pyflue.project import Project, invoke_workflow
-from pyflue.workflow import resume_run
 
 
 async def main(mode: str, root: str, run_id: str) -> None:
@@ -17,7 +17,7 @@ async def main(mode: str, root: str, run_id: str) -> None:
         record = await invoke_workflow(root, "trip", {"city": "Oslo"}, run_id=run_id)
     else:
         project = await Project.load_async(root)
-        record = await resume_run(project, run_id)
+        record = await resume_run(run_id, project=project)
     print(record.model_dump_json())
 
 

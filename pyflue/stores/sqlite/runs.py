@@ -505,7 +505,7 @@ class SQLiteRunStore:
         def write(conn: sqlite3.Connection) -> RunRecord:
             rows = conn.execute(sql, (run_id,)).fetchall()
             if not rows:
-                raise NotFoundError(f"no run {run_id!r} in {self.db.path}")
+                raise NotFoundError(f"no run {shown(run_id)} in {self.db.path}")
             record = _record(rows[0])
             if record.status != "interrupted":
                 raise ConfigError(not_resumable(record))
@@ -523,7 +523,7 @@ class SQLiteRunStore:
             return self.db.call(write)
 
         if not await anyio.to_thread.run_sync(self.db.path.exists):
-            raise NotFoundError(f"no run {run_id!r}: {self.db.path} does not exist")
+            raise NotFoundError(f"no run {shown(run_id)}: {self.db.path} does not exist")
         return await self._go(work)
 
     async def recover_interrupted(self) -> list[str]:
