@@ -8,6 +8,7 @@ alternately on asyncio and trio); the project's agent answers ``echo: <input>`` 
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,13 +143,9 @@ async def _outcomes(
     return records, attempts, inputs
 
 
-def _pairs(items: list[Attempt]) -> Iterator[tuple[Attempt, Attempt]]:
-    return zip(items, items[1:], strict=False)
-
-
 def _no_overlap(attempts: list[Attempt]) -> None:
     """Attempts (of one item, or of one session's items in order) ran one after the other."""
-    for earlier, later in _pairs(attempts):
+    for earlier, later in itertools.pairwise(attempts):
         assert earlier.ended_at is not None, earlier
         assert earlier.ended_at <= later.started_at, (earlier, later)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 #: ``echo``: answers ``echo: <input>`` after ``ECHO_DELAY`` seconds (widens the window a kill hits).
-ECHO = '''
+ECHO = """
 import os
 
 import anyio
@@ -19,7 +19,7 @@ async def reply(request):
 
 
 default = create_agent(lambda ctx: {"model": FunctionModel(reply)})
-'''
+"""
 
 #: ``careful``: its first model call asks for ``charge``, a tool that appends a line to
 #: ``charges.txt`` in the project and then sleeps for a minute; once the model sees a tool

@@ -36,7 +36,7 @@ async def main(args: argparse.Namespace) -> None:
     ):
         print(f"ready {worker.worker}", flush=True)
         while not (args.until_idle and await _idle(args.project)):
-            await anyio.sleep(0.1)
+            await worker.store.wait_changed(0.2)
 
 
 if __name__ == "__main__":
