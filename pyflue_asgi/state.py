@@ -1,10 +1,13 @@
 """What the app owns while it serves, with one lifetime: the project's stores, the workflow runs it
-started, the run feeds its SSE subscribers share, and the sessions its requests are prompting.
+started, the run feeds its SSE subscribers share, the sessions its requests are prompting, and the
+dispatch worker that delivers input accepted by ``POST /agents/{name}/{id}/dispatch``.
 
 Everything is opened in :meth:`ServerState.lifespan` and closed when it ends, in one place (the
 core's runtime object plugs in here). Runs started over HTTP belong to the lifespan's task group,
 not to the request that started them: a client that goes away never cancels a run. At shutdown,
-runs in flight get ``grace_period`` seconds to finish, then they are cancelled (and recorded so).
+runs in flight and deliveries in flight share ``grace_period`` seconds to finish; then runs are
+cancelled (and recorded so), and deliveries are cancelled and left for the next worker to deliver
+again (their leases expire, as after a crash).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
 
-from pyflue import Project, RunRecord, Runtime, invoke_workflow
+from pyflue import Dispatcher, Project, RunRecord, Runtime, invoke_workflow
 from pyflue.ids import new_run_id
+from pyflue.stores.dispatches import DispatchStore
 from pyflue.stores.runs import RunStore
 
 from .errors import ApiError
@@ -79,6 +83,7 @@ class ServerState:
         self._runs: dict[str, RunHandle] = {}
         self._busy: dict[Hashable, int] = {}
         self._feeds: Feeds | None = None
+        self._dispatcher: Dispatcher | None = None
         #: The core runtime the app serves with (open while the lifespan runs).
         self.runtime: Runtime | None = None
 
@@ -86,8 +91,9 @@ class ServerState:
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Open the stores, mark runs orphaned by a dead process ``interrupted``, serve; at the end
-        give runs in flight ``grace_period`` seconds, then cancel them."""
+        """Open the stores, mark runs orphaned by a dead process ``interrupted``, start the dispatch
+        worker, serve; at the end give runs and deliveries in flight ``grace_period`` seconds, then
+        cancel them."""
         project = self.project
         async with Runtime() as runtime:
             self.runtime = runtime
@@ -108,20 +114,27 @@ class ServerState:
         self._feeds = Feeds(
             store, self.settings.poll_interval, self.settings.feed_window, self.settings.debug
         )
+        grace = self.settings.grace_period
+        dispatcher = Dispatcher(project, grace_period=grace)
         try:
-            async with anyio.create_task_group() as group:
+            async with dispatcher, anyio.create_task_group() as group:
                 self._group = group
+                self._dispatcher = dispatcher
                 try:
                     yield
                 finally:
                     self._group = None  # new runs are refused from here on
-                    with anyio.move_on_after(self.settings.grace_period, shield=True):
+                    deadline = anyio.current_time() + grace
+                    with anyio.move_on_after(grace, shield=True):
                         for handle in list(self._runs.values()):
                             await handle.done.wait()
                     group.cancel_scope.cancel()
+                    # what is left of the grace period, for the deliveries in flight
+                    dispatcher.grace_period = max(0.0, deadline - anyio.current_time())
         finally:
             self._store = None
             self._feeds = None
+            self._dispatcher = None
 
     @property
     def serving(self) -> bool:
@@ -139,6 +152,18 @@ class ServerState:
         if self._feeds is None:
             raise not_serving()
         return self._feeds
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The worker delivering the project's dispatched input while the app serves."""
+        if self._dispatcher is None:
+            raise not_serving()
+        return self._dispatcher
+
+    @property
+    def dispatch_store(self) -> DispatchStore:
+        """The project's dispatch store: the one the worker claims from."""
+        return self.dispatcher.store
 
     # -- workflow runs -----------------------------------------------------------------------------
 
