@@ -19,9 +19,9 @@ _REF = "#/components/schemas/{model}"
 _REASONS = {
     400: "The body is not valid JSON",
     401: "A valid bearer token is required",
-    404: "No such agent, workflow, run or route",
+    404: "No such agent, workflow, run, dispatch or route",
     405: "Method not allowed",
-    409: "The session is busy (multitask=reject), or the prompt was aborted",
+    409: "The session is busy (multitask=reject), the prompt was aborted, or a dispatch key is taken",
     413: "The body is larger than the limit",
     415: "The body is not JSON",
     422: "A name, id, query parameter or body field is invalid",

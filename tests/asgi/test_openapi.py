@@ -20,6 +20,12 @@ from tests.core._workflow_helpers import write_project
 
 OPERATIONS = {
     ("GET", "/health"),
+    ("POST", "/agents/{name}/{id}/dispatch"),
+    ("GET", "/dispatches"),
+    ("GET", "/dispatches/{dispatch_id}"),
+    ("GET", "/dispatches/{dispatch_id}/events"),
+    ("GET", "/dispatches/{dispatch_id}/stream"),
+    ("POST", "/dispatches/{dispatch_id}/cancel"),
     ("GET", "/openapi.json"),
     ("GET", "/agents"),
     ("POST", "/agents/{name}/{id}"),
