@@ -312,6 +312,7 @@ class Dispatcher:
         self._slot = anyio.Event()
         self._group: TaskGroup | None = None
         self._claiming: anyio.CancelScope | None = None
+        self._stopping = False
 
     @property
     def store(self) -> DispatchStore:
@@ -343,8 +344,9 @@ class Dispatcher:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        group, self._group = self._group, None
+        group = self._group
         assert group is not None
+        self._stopping = True
         if self._claiming is not None:
             self._claiming.cancel()
         with anyio.move_on_after(self.grace_period, shield=True):
@@ -352,7 +354,10 @@ class Dispatcher:
                 self._slot = anyio.Event()
                 await self._slot.wait()
         group.cancel_scope.cancel()
-        return await group.__aexit__(exc_type, exc, tb)
+        try:
+            return await group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._group = None
 
     async def serve(self) -> None:
         """Deliver until cancelled (what ``pyflue worker`` runs)."""
@@ -373,6 +378,9 @@ class Dispatcher:
                         _log.warning("could not claim dispatched input; retrying", exc_info=True)
                         await anyio.sleep(self.poll_interval)
                         continue
+                    if self._stopping:  # claimed as the worker stopped: hand the items back
+                        await self._hand_back(claimed)
+                        return
                     for record in claimed:
                         scope = anyio.CancelScope()
                         self._running[record.dispatch_id] = scope
@@ -380,6 +388,15 @@ class Dispatcher:
                         self._group.start_soon(self._deliver, record, scope)
                 if not claimed:
                     await self._wait()
+
+    async def _hand_back(self, records: builtins.list[DispatchRecord]) -> None:
+        with anyio.CancelScope(shield=True):
+            for record in records:
+                error = {
+                    "type": "WorkerStopped",
+                    "message": f"worker {self.worker} stopped before starting it",
+                }
+                await self.store.fail(record.dispatch_id, self.worker, error, 0.0)
 
     async def _wait(self) -> None:
         """Until the store changed, a slot freed, or the poll interval passed."""

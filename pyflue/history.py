@@ -11,33 +11,28 @@ refused: a failed save leaves them pending, and the operation's settlement drops
 
 Across processes, an operation holds the session's turn *lease* in the store
 (:meth:`take_turn` … :meth:`end_turn`): another process waits for it, and a process whose history
-is older than the store's (another process prompted meanwhile) reloads before it prompts. Every
-write names the version it expects, so a process whose lease lapsed (a model call longer than the
-lease) can never write into a conversation that moved on: its write fails with a ``StoreError``.
+is older than the store's (another process prompted meanwhile) reloads before it prompts. The lease
+is renewed beside the operation and expires soon after a process dies (``Runtime``'s
+``session_lease_seconds``). Every write names the version it expects, so a process whose lease
+lapsed can never write into a conversation that moved on: its write fails with a ``StoreError``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
 import anyio
 
-from .errors import StoreError
 from .stores.liveness import hostname
 from .stores.sessions import SessionKey, SessionStore, StoredHistory, StoredMessage
 
 __all__ = ["History", "SizeMarks"]
 
 _log = logging.getLogger("pyflue.history")
-
-#: Seconds an operation's turn lease lasts without renewal; it is renewed at each model call and
-#: write once a third of it has passed.
-LEASE_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -58,10 +53,11 @@ class History(Sequence[StoredMessage]):
 
     __slots__ = (
         "__weakref__",
+        "_lease",
+        "_local",
         "_messages",
         "_owner",
         "_pending",
-        "_renewed",
         "key",
         "marks",
         "store",
@@ -77,7 +73,9 @@ class History(Sequence[StoredMessage]):
         self._pending: list[StoredMessage] = []
         self.marks = SizeMarks()
         self._owner: str | None = None
-        self._renewed = 0.0
+        self._lease = 0.0
+        #: A store no other process can reach takes no turn leases (see take_turn).
+        self._local = bool(getattr(store, "process_local", False))
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -113,7 +111,6 @@ class History(Sequence[StoredMessage]):
     async def save(self) -> None:
         """Store the pending messages as one append; on failure they stay pending."""
         if self._pending:
-            await self.keep_turn()
             self.version = await self.store.append(self.key, self._pending, expected=self.version)
             self._pending = []
 
@@ -151,19 +148,27 @@ class History(Sequence[StoredMessage]):
 
     # -- the turn across processes -----------------------------------------------------------------
 
-    async def take_turn(self, operation_id: str) -> None:
+    @property
+    def leased(self) -> bool:
+        """Whether an operation holds the store's turn lease now (stores other processes reach)."""
+        return self._owner is not None
+
+    async def take_turn(self, operation_id: str, lease_seconds: float) -> None:
         """Hold the session's turn lease in the store for an operation (waiting while another
         process holds it), and reload the messages if the store has moved on since memory last
-        matched it. The caller holds the in-process turn already."""
+        matched it. The caller holds the in-process turn already. A store no other process can
+        reach (``process_local``) needs no lease."""
+        if self._local:
+            return
         owner = f"{hostname()}:{os.getpid()}:{operation_id}"
         delay = 0.005
         while True:
-            version = await self.store.acquire(self.key, owner, LEASE_SECONDS)
+            version = await self.store.acquire(self.key, owner, lease_seconds)
             if version is not None:
                 break
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
-        self._owner, self._renewed = owner, time.monotonic()
+        self._owner, self._lease = owner, lease_seconds
         if version != self.version:
             fresh = await self.store.load(self.key)
             self._messages[:] = fresh
@@ -171,30 +176,28 @@ class History(Sequence[StoredMessage]):
             self.version = fresh.version
             self.marks = SizeMarks()
 
-    async def keep_turn(self) -> None:
-        """Renew the lease once a third of it has passed (called before model calls and writes)."""
-        owner = self._owner
-        if owner is None or time.monotonic() - self._renewed < LEASE_SECONDS / 3:
-            return
-        version = await self.store.acquire(self.key, owner, LEASE_SECONDS)
-        if version is None or version != self.version:
-            raise StoreError(
-                f"session {self.key.session_id!r} of {self.key.agent!r}/{self.key.instance_id!r} was "
-                "taken over by another process while this operation ran (its lease lapsed); retry it"
-            )
-        self._renewed = time.monotonic()
+    async def hold_turn(self) -> None:
+        """Renew the lease every third of it for as long as the operation holds it (run beside the
+        operation). A lapsed lease is only logged: the operation's writes name the version they
+        expect, so a process that lost the session fails its next write instead of interleaving."""
+        owner, lease = self._owner, self._lease
+        while owner is not None:
+            await anyio.sleep(lease / 3)
+            if self._owner != owner:
+                return
+            if await self.store.acquire(self.key, owner, lease) is None:
+                _log.warning("the turn of %s lapsed: another process took the session", self.key)
+                return
 
     async def end_turn(self) -> None:
         """Store what is still pending and give the lease up, in one write when there is one."""
         owner, self._owner = self._owner, None
-        if owner is None:
-            return
         if self._pending:
             self.version = await self.store.append(
                 self.key, self._pending, expected=self.version, release=owner
             )
             self._pending = []
-        else:
+        elif owner is not None:
             await self.store.release(self.key, owner)
 
     async def abandon_turn(self) -> None:

@@ -194,7 +194,6 @@ class Turns:
         )
 
     async def _call_model(self, request: ModelRequest) -> ModelResponse:
-        await self.session.messages.keep_turn()
         hooks = self.plan.compaction
         if hooks is not None:
             await hooks.before_call(self, request)

@@ -58,8 +58,19 @@ class Runtime:
     in memory, for this runtime's lifetime).
     """
 
-    def __init__(self, *, session_store: SessionStore | None = None, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        session_store: SessionStore | None = None,
+        database_url: str | None = None,
+        session_lease_seconds: float = 10.0,
+    ) -> None:
+        if not session_lease_seconds > 0:
+            raise ConfigError(f"session_lease_seconds must be positive, got {session_lease_seconds!r}")
         self._session_store = session_store
+        #: How long a session's turn stays taken after the process holding it died (renewed every
+        #: third of it while the operation runs).
+        self.session_lease_seconds = session_lease_seconds
         #: A ``postgresql://`` URL: projects keep sessions, runs and dispatches there instead of
         #: their SQLite file (default: ``PYFLUE_DATABASE_URL``, read when a store is first asked for).
         self.database_url = database_url

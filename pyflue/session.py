@@ -195,7 +195,7 @@ class Session:
                 "(it would wait for itself)"
             )
         async with session_turn((id(self.messages.store), self.key)):
-            await self.messages.take_turn(new_operation_id())
+            await self.messages.take_turn(new_operation_id(), current_runtime().session_lease_seconds)
             try:
                 yield
             finally:
@@ -229,6 +229,7 @@ class Session:
             parent_id=parent_id,
         )
         op = Operation(emit, op_id)
+        runtime = current_runtime()
         turn = (id(self.messages.store), self.key)
         async with session_turn(turn):
             held = _held.set(_held.get() | {turn})
@@ -239,10 +240,14 @@ class Session:
                     history = self.messages
                     with anyio.CancelScope() as scope:
                         self._scope, self._abort_reason, self.operation_id = scope, None, op_id
+                        renewing = anyio.CancelScope()
                         try:
-                            await history.take_turn(op_id)
+                            await history.take_turn(op_id, runtime.session_lease_seconds)
+                            if history.leased:
+                                await runtime.start_soon(partial(_renew, history, renewing))
                             yield op
                         except BaseException as exc:
+                            renewing.cancel()
                             self._scope = self.operation_id = None
                             with anyio.CancelScope(shield=True):
                                 await history.abandon_turn()
@@ -254,6 +259,7 @@ class Session:
                                 )
                                 raise
                     self._scope = self.operation_id = None
+                    renewing.cancel()
                     try:
                         # Outside the operation's scope: an abort arriving now cannot cut this write.
                         await history.end_turn()
@@ -274,6 +280,11 @@ class Session:
                     emit("operation_end", data)
             finally:
                 _held.reset(held)
+
+
+async def _renew(history: History, scope: anyio.CancelScope) -> None:
+    with scope:
+        await history.hold_turn()
 
 
 #: The session turns the calling code holds: an operation's body (and the tools and tasks it runs)

@@ -35,6 +35,9 @@ class _Head:
 class MemorySessionStore:
     """Histories in a dict, with the versions and leases of the :class:`SessionStore` contract."""
 
+    #: No other process can reach these histories, so operations take no turn leases on them.
+    process_local = True
+
     def __init__(self) -> None:
         self._histories: dict[SessionKey, list[StoredMessage]] = {}
         self._heads: dict[SessionKey, _Head] = {}

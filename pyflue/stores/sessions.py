@@ -101,7 +101,11 @@ def check_ttl(ttl: float) -> None:
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """Where session histories live; see the module docstring for versions and leases."""
+    """Where session histories live; see the module docstring for versions and leases.
+
+    A store whose histories no other process can reach may set a class attribute
+    ``process_local = True`` (the memory store does): operations then take no turn leases on it.
+    """
 
     async def load(self, key: SessionKey) -> StoredHistory:
         """The whole history, oldest first, and its version; empty at version 0 for a new session."""

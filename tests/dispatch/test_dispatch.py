@@ -253,3 +253,22 @@ async def test_a_project_dispatches_by_name_through_its_sqlite_file(tmp_path: Pa
     assert record.outcome.text == "success (no tool calls)"  # the test model, with no tools
     history = (await (await project.instance("helper", "case-1")).session()).history
     assert isinstance(history[0], UserMessage) and history[0].parts == [TextPart("hi")]
+
+
+async def test_items_claimed_as_the_worker_stops_are_handed_back_not_orphaned() -> None:
+    """A claim still in flight when ``async with Dispatcher`` is left: its items go back to the
+    queue (available again at once), never left running under a worker that is gone."""
+
+    class SlowClaims(MemoryDispatchStore):
+        async def claim(self, worker: str, lease_seconds: float, limit: int = 1) -> list[Any]:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.2)
+                return await super().claim(worker, lease_seconds, limit)
+
+    store, sessions = SlowClaims(), MemorySessionStore()
+    receipt = await dispatch(echo_agent(), id="u", input="hi", store=store)
+    async with Dispatcher(agents={"echo": echo_agent()}, store=store, session_store=sessions):
+        await anyio.sleep(0.05)
+    record = await get_dispatch(receipt.dispatch_id, store=store)
+    assert record.status == "queued" and record.worker is None
+    assert [a.status for a in await store.attempts(receipt.dispatch_id)] == ["failed"]

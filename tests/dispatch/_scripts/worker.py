@@ -24,7 +24,7 @@ async def _idle(project: str) -> bool:
 
 async def main(args: argparse.Namespace) -> None:
     async with (
-        Runtime(),
+        Runtime(session_lease_seconds=1.0),
         Dispatcher(
             args.project,
             concurrency=args.concurrency,
