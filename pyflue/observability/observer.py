@@ -1,10 +1,10 @@
 """The observer: routes each event by type to the handler of its family, under one lock.
 
-Each family handler (runs, operations, model calls, tools, tasks, compaction, span events) says
-which event types it takes through ``routes()``; the observer merges them into one table once, so an
-event costs one dict lookup before its handler runs. A new family (durable dispatch deliveries, say)
-is a module with such a handler, added to the list in :meth:`OpenTelemetryObserver.__init__`. Built-in
-types no family routes (``dispatch_*`` today) are ignored; any other type is a custom event.
+Each family handler (runs, operations, model calls, tools, tasks, compaction, dispatch deliveries,
+span events) says which event types it takes through ``routes()``; the observer merges them into one
+table once, so an event costs one dict lookup before its handler runs. A new family is a module with
+such a handler, added to the list in :meth:`OpenTelemetryObserver.__init__`. Built-in types no family
+routes are ignored; any other type is a custom event.
 
 The observer owns everything it opened: :meth:`OpenTelemetryObserver.shutdown` (also ``close()``)
 ends what is still open and flushes, and an exit hook registered per observer runs it at interpreter
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from .. import __version__
 from ..events import BUILTIN_TYPES
 from .compaction import CompactionSpans
+from .dispatch import DispatchSpans
 from .metrics import Metrics
 from .model_calls import ModelCallSpans
 from .operations import OperationSpans
@@ -75,6 +76,7 @@ class OpenTelemetryObserver:
             ToolCallSpans(spans, metrics, capture_content),
             tasks,
             CompactionSpans(spans),
+            DispatchSpans(spans),
             span_events,
         )
         self._routes: dict[str, Callable[[Event], None]] = {}
@@ -104,7 +106,7 @@ class OpenTelemetryObserver:
         handler = self._routes.get(kind)
         if handler is None:
             if kind in BUILTIN_TYPES:
-                return  # a built-in type no family has a span for (dispatch_*)
+                return  # a built-in type no family has a span for
             handler = self._custom
         with self._lock:
             if self._closed:
