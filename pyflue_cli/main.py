@@ -29,6 +29,7 @@ COMMANDS = (
     "agents",
     "workflows",
     "serve",
+    "mcp",
 )
 
 _DESCRIPTION = """\

@@ -10,10 +10,10 @@ route by scope type, so an HTTP route and a WebSocket route on one path never sh
 from __future__ import annotations
 
 from ..routing import ApiRoute
-from . import agents, meta, runs, workflows
+from . import agents, meta, runs, skills, workflows
 
 __all__ = ["table"]
 
 
 def table() -> list[ApiRoute]:
-    return [*meta.routes, *agents.routes, *workflows.routes, *runs.routes]
+    return [*meta.routes, *agents.routes, *workflows.routes, *runs.routes, *skills.routes]

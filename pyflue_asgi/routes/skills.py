@@ -1,0 +1,59 @@
+"""``GET /skills``: the project's skills (``skills/<name>/SKILL.md``, ``skills/<name>.md``) with
+their descriptions and the JSON schemas of their arguments and results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..routing import ApiRoute
+from ..state import ServerState
+
+__all__ = ["SkillInfo", "SkillList", "routes"]
+
+
+class SkillInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    args: dict[str, Any] | None
+    result: dict[str, Any] | None
+
+
+class SkillList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    skills: list[SkillInfo]
+
+
+async def list_skills(request: Request, state: ServerState) -> Response:
+    skills = state.project.skills
+    body = {
+        "skills": [
+            {
+                "name": name,
+                "description": skills[name].description,
+                "args": None if skills[name].args is None else dict(skills[name].args),
+                "result": None if skills[name].result is None else dict(skills[name].result),
+            }
+            for name in sorted(skills)
+        ]
+    }
+    return JSONResponse(body)
+
+
+routes = [
+    ApiRoute(
+        "GET",
+        "/skills",
+        list_skills,
+        "listSkills",
+        "The project's skills",
+        "skills",
+        answers={200: SkillList},
+    ),
+]
