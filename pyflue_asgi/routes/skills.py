@@ -3,6 +3,7 @@ their descriptions and the JSON schemas of their arguments and results."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -37,13 +38,17 @@ async def list_skills(request: Request, state: ServerState) -> Response:
             {
                 "name": name,
                 "description": skills[name].description,
-                "args": None if skills[name].args is None else dict(skills[name].args),
-                "result": None if skills[name].result is None else dict(skills[name].result),
+                "args": _schema(skills[name].args),
+                "result": _schema(skills[name].result),
             }
             for name in sorted(skills)
         ]
     }
     return JSONResponse(body)
+
+
+def _schema(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
 
 
 routes = [

@@ -86,6 +86,7 @@ async def _list(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     failed = [item for item in listings if item.error is not None]
     for item in failed:
+        assert item.error is not None
         print_error(f"{item.server}: {one_line(item.error)}")
     return FAILED if failed else COMPLETED
 
