@@ -3,6 +3,7 @@ the public API: ``init``/``Project``, sessions, and a scripted model that sees w
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -219,6 +220,27 @@ async def test_session_skill_runs_with_typed_output_and_checked_args(tmp_path: P
     assert [e.data["kind"] for e in events if e.type == "operation_start"] == ["skill"]
 
 
+WORKFLOW = """
+async def run(ctx):
+    harness = await ctx.init("assistant")
+    return {"instructions": harness.instructions(), "skills": sorted(harness.skills)}
+"""
+
+
+async def test_workflow_agents_get_the_project_documents(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "workflows").mkdir()
+    (root / "workflows" / "show.py").write_text(WORKFLOW)
+    project = await Project.load_async(root)
+    async with Runtime():
+        record = await project.run("show")
+    assert record.status == "completed", record.error
+    assert record.result == {
+        "instructions": "This project is a bakery.\n\nYou are the assistant.\n\nReject unsourced claims.",
+        "skills": ["review", "summarize"],
+    }
+
+
 async def test_project_instructions_can_be_turned_off_and_roles_layered_on_tasks(tmp_path: Path) -> None:
     project = await Project.load_async(_project(tmp_path))
     model, seen = scripted()
@@ -241,13 +263,16 @@ async def test_config_mcp_servers_give_the_model_their_tools() -> None:
     spec = {"name": "calc", "command": [sys.executable, MCP_SERVER]}
     with anyio.fail_after(HANG):
         async with Runtime() as runtime:
-            model, seen = scripted(calls(("mcp__calc__add", {"a": 2, "b": 40})))
+            model, seen = scripted(calls(("mcp__calc__add", {"a": 2, "b": 40}), ("mcp__calc__pid", {})))
             harness = await init(model=model, mcp_servers=[spec])
             await (await harness.session()).prompt("add")
             other = await init(model=model, mcp_servers=[spec])
             assert other.offered["mcp__calc__add"] is harness.offered["mcp__calc__add"]  # shared
             assert runtime.mcp() is runtime.mcp()
     assert results(seen[1])["c0"].content == "42"
+    pid = int(results(seen[1])["c1"].content)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the runtime stopped (and reaped) its servers when it closed
 
 
 async def test_bad_mcp_servers_are_config_errors_naming_the_agent() -> None:
