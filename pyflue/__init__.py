@@ -49,6 +49,15 @@ _EXPORTS: dict[str, str] = {
     "wait_dispatch": "pyflue.dispatching",
     "cancel_dispatch": "pyflue.dispatching",
     "iter_dispatch_events": "pyflue.dispatching",
+    # sandboxes and skills
+    "Sandbox": "pyflue.sandbox",
+    "SandboxPolicy": "pyflue.sandbox",
+    "SandboxFS": "pyflue.sandbox",
+    "local": "pyflue.sandbox",
+    "virtual": "pyflue.sandbox",
+    "sandbox_tools": "pyflue.sandbox",
+    "Skill": "pyflue.skills",
+    "Role": "pyflue.skills",
     # the runtime
     "Runtime": "pyflue.runtime",
     # events
@@ -80,9 +89,14 @@ __all__ = [
     "ModelSettings",
     "Project",
     "PromptResult",
+    "Role",
     "RunRecord",
     "Runtime",
+    "Sandbox",
+    "SandboxFS",
+    "SandboxPolicy",
     "Session",
+    "Skill",
     "Tool",
     "ToolContext",
     "Usage",
@@ -103,12 +117,15 @@ __all__ = [
     "iter_events",
     "list_dispatches",
     "list_runs",
+    "local",
     "observe",
     "prune_runs",
     "register_provider",
     "resolve_model",
     "resume_run",
+    "sandbox_tools",
     "unobserve",
+    "virtual",
     "wait_dispatch",
 ]
 
@@ -134,7 +151,9 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .project import Project, invoke_workflow, resume_run
     from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
     from .runtime import Runtime
+    from .sandbox import Sandbox, SandboxFS, SandboxPolicy, local, sandbox_tools, virtual
     from .session import PromptResult, Session
+    from .skills import Role, Skill
     from .stores.runs import RunRecord
     from .tools import Tool, ToolContext, define_tool
     from .workflow import FlueContext

@@ -13,7 +13,10 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import anyio.to_thread
 
 from .compaction.compactor import CompactionResult, Compactor, compact_session
 from .compaction.estimate import tool_chars
@@ -28,7 +31,12 @@ from .models.messages import TextPart, UserMessage, user_parts
 from .models.registry import resolve_model
 from .output import output_spec
 from .runtime import current_runtime
+from .sandbox.fs import as_sandbox
+from .sandbox.protocol import Sandbox
+from .sandbox.tools import sandbox_tools
 from .session import Operation, PromptResult, Session, describe_input
+from .skills.activation import get_skill, prepare_skill_prompt, resolve_skills, skill_tool
+from .skills.documents import ProjectDocuments, Role, Skill, compose_instructions
 from .stores.sessions import SessionKey, SessionStore
 from .tasks import run_task, task_tool
 from .tools import Tool, as_tool
@@ -94,7 +102,9 @@ class AgentHarness:
 
     It owns what its operations share: sessions are cached (LRU, ``_SESSION_CACHE``; an evicted
     session reloads from the store), the built-in ``task`` tool, the size of its tool definitions and
-    the compaction settings per model. It runs the turn loop, tasks and compaction on its sessions
+    the compaction settings per model, its sandbox, skills and role, and the instructions composed
+    from its project's ``AGENTS.md``, its own and its role's. It runs the turn loop, tasks and
+    compaction on its sessions
     (it is their :class:`~pyflue.session.SessionOwner` and the :class:`~pyflue.tasks.TaskParent` of
     its tasks).
     """
@@ -110,6 +120,9 @@ class AgentHarness:
         bus: EventBus,
         context: AgentContext,
         depth: int = 0,
+        documents: ProjectDocuments | None = None,
+        root: Path | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.name = name
         self.id = instance_id
@@ -119,6 +132,11 @@ class AgentHarness:
         self.bus = bus
         self.context = context
         self.depth = depth
+        #: The project's skills, roles and ``AGENTS.md`` (None for an agent made without a project).
+        self.documents = documents
+        #: The directory relative skill paths are read from (the project's; default: the cwd).
+        self.root = root
+        self._sandbox = sandbox
         self.tools: dict[str, Tool] = {}
         for entry in config.tools:
             tool = as_tool(entry, name)
@@ -126,10 +144,18 @@ class AgentHarness:
                 raise ConfigError(f"agent {name!r}: two tools are named {tool.name!r}")
             self.tools[tool.name] = tool
         self.task_tool: Tool | None = task_tool(self)
-        #: The tools the model is offered: the agent's own, and ``task`` when it has subagents.
-        self.offered: dict[str, Tool] = (
-            {**self.tools, self.task_tool.name: self.task_tool} if self.task_tool is not None else self.tools
-        )
+        #: The tools the model is offered: the agent's own, the sandbox tools with
+        #: ``sandbox_tools: True``, ``task`` when it has subagents, and after :meth:`prepare`
+        #: ``activate_skill`` and the MCP servers' tools.
+        self.offered: dict[str, Tool] = dict(self.tools)
+        if config.sandbox_tools:
+            self._offer(sandbox_tools(self.sandbox), "sandbox_tools: True")
+        if self.task_tool is not None:
+            self.offered[self.task_tool.name] = self.task_tool
+        #: The agent's skills by name (resolved by :meth:`prepare`).
+        self.skills: dict[str, Skill] = {}
+        self._role: Role | None = None
+        self._prepared = False
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._tool_chars: int | None = None
         self._compaction: dict[int, tuple[Model, CompactionSettings]] = {}
@@ -141,6 +167,74 @@ class AgentHarness:
         if self._model is None:
             self._model = _resolve(self.config.model, self.context.env, self.name)
         return self._model
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The agent's sandbox, resolved once per instance from its config's ``sandbox`` (a new
+        in-memory one when it has none): what its tools, ``session.fs`` and ``session.shell`` use."""
+        if self._sandbox is None:
+            self._sandbox = as_sandbox(self.config.sandbox, f"agent {self.name!r}: config key 'sandbox'")
+        return self._sandbox
+
+    def _offer(self, tools: list[Tool], source: str) -> None:
+        for tool in tools:
+            if tool.name in self.offered:
+                raise ConfigError(
+                    f"agent {self.name!r}: {source} adds a tool named {tool.name!r}, and the agent "
+                    "already has one; rename its own tool"
+                )
+            self.offered[tool.name] = tool
+        self._tool_chars = None
+
+    async def prepare(self) -> None:
+        """Resolve what needs IO once per instance: the skills (files read in a worker thread), the
+        role, and the tools of the MCP servers (started in the runtime's shared connections; one
+        that fails to start raises its ``MCPServerError`` naming it). Called by :func:`init` and
+        before the first operation; idempotent."""
+        if self._prepared:
+            return
+        config = self.config
+        available = self.documents.skills if self.documents is not None else {}
+        entries = config.skills or ()
+        if entries:
+            try:
+                if any(not isinstance(entry, Skill) for entry in entries):
+                    skills = await anyio.to_thread.run_sync(
+                        lambda: resolve_skills(entries, available, base=self.root)
+                    )
+                else:
+                    skills = resolve_skills(entries, available, base=self.root)
+            except ConfigError as exc:
+                raise ConfigError(f"agent {self.name!r}: config key 'skills': {exc}") from None
+        else:
+            skills = {}
+        self.role()
+        mcp_tools = await current_runtime().mcp().tools(config.mcp_servers) if config.mcp_servers else []
+        if self._prepared:  # another operation prepared it meanwhile
+            return
+        if skills:
+            self._offer([skill_tool(skills)], "its skills")
+        self._offer(mcp_tools, "config key 'mcp_servers'")
+        self.skills = skills
+        self._prepared = True
+
+    def role(self) -> Role | None:
+        """The config's role as a :class:`~pyflue.skills.Role`: a name is looked up in the
+        project's ``roles/`` (``ConfigError`` listing them when there is none of that name)."""
+        value = self.config.role
+        if value is None or isinstance(value, Role):
+            return value
+        if self._role is not None and self._role.name == value:
+            return self._role
+        roles = self.documents.roles if self.documents is not None else {}
+        found = roles.get(value) if isinstance(value, str) else None
+        if found is None:
+            available = ", ".join(sorted(roles)) or "none (add roles/<name>.md to the project)"
+            raise ConfigError(
+                f"agent {self.name!r}: config key 'role': no role {value!r:.80}; available: {available}"
+            )
+        self._role = found
+        return found
 
     @property
     def instance_id(self) -> str:
@@ -155,8 +249,17 @@ class AgentHarness:
         return self.context.env
 
     def instructions(self) -> str | None:
-        """The agent's instructions now (a callable is called with the agent's context); a callable
-        that fails or returns something other than text is a ``ConfigError`` naming the key."""
+        """The agent's instructions now: the project's ``AGENTS.md`` (unless the config says
+        ``project_instructions: False``), then its own (a callable is called with the agent's
+        context), then its role's. A callable that fails or returns something other than text is a
+        ``ConfigError`` naming the key."""
+        documents = self.documents
+        project = None
+        if documents is not None and self.config.project_instructions:
+            project = documents.instructions
+        return compose_instructions(self._own_instructions(), project=project, role=self.role())
+
+    def _own_instructions(self) -> str | None:
         value = self.config.instructions
         if callable(value):
             try:
@@ -226,6 +329,7 @@ class AgentHarness:
                 f"agent {self.name!r}: the input is empty; send some text or an image "
                 "(a model answers a prompt, and an empty one breaks the conversation)"
             )
+        await self.prepare()
         spec = output_spec(result) if result is not None else None
         if spec is not None and spec.schema.name in self.tools:
             raise ConfigError(
@@ -253,14 +357,28 @@ class AgentHarness:
                 compaction=self.compactor(chosen),
                 run_id=self.context.run_id,
                 env=self.context.env,
+                sandbox=self.sandbox,
             )
             res = await run_turns(session, op, plan, UserMessage(parts))
         return res
 
     async def run_task(
-        self, session: Session, input: str | list[Any], *, agent: str | None, result: Any
+        self,
+        session: Session,
+        input: str | list[Any],
+        *,
+        agent: str | None,
+        result: Any,
+        role: Any = None,
     ) -> PromptResult:
-        return await run_task(self, session, input, agent=agent, result=result)
+        return await run_task(self, session, input, agent=agent, result=result, role=role)
+
+    async def run_skill(self, session: Session, name: str, *, args: Any, result: Any) -> PromptResult:
+        """Run the skill ``name`` (one of this agent's) as an operation of kind ``skill``."""
+        await self.prepare()
+        skill = get_skill(self.skills, name)
+        text, result_type = prepare_skill_prompt(skill, args, result)
+        return await self.operate(session, "skill", text, result=result_type)
 
     async def run_compaction(
         self, session: Session, keep_recent: int | None, instructions: str | None
@@ -277,7 +395,8 @@ class AgentHarness:
         )
 
     def child(self, config: AgentConfig, model: Model, depth: int) -> AgentHarness:
-        """A child instance for one task: same store, bus and context, its own config."""
+        """A child instance for one task: same store, bus, context and project documents, its own
+        config; it works in the parent's sandbox unless its config names another."""
         return AgentHarness(
             name=self.name,
             instance_id=self.id,
@@ -287,6 +406,9 @@ class AgentHarness:
             bus=self.bus,
             context=self.context,
             depth=depth,
+            documents=self.documents,
+            root=self.root,
+            sandbox=self.sandbox if config.sandbox is self.config.sandbox else None,
         )
 
     # -- what its operations share -----------------------------------------------------------------
@@ -341,10 +463,16 @@ async def init(
     run_id: str | None = None,
     payload: Any = None,
     name: str | None = None,
+    documents: ProjectDocuments | None = None,
+    root: str | os.PathLike[str] | None = None,
     **config: Any,
 ) -> AgentHarness:
     """An agent instance. With no ``agent``, an ad-hoc one built from the keyword ``config``
-    (``model``, ``instructions``, ``tools``, ...). ``on_event`` observes this instance's events."""
+    (``model``, ``instructions``, ``tools``, ...). ``on_event`` observes this instance's events.
+
+    ``documents`` are the skills, roles and ``AGENTS.md`` of the agent's project, and ``root`` the
+    directory relative skill paths are read from (a project passes both; without them, skills are
+    ``Skill`` objects or paths, and a role a ``Role``)."""
     instance_id = check_id("default" if id is None else id, "instance id")
     if agent is None:
         agent_name = name or "agent"
@@ -368,9 +496,7 @@ async def init(
         else None
     )
     bus = bus or EventBus(run_id=run_id)
-    if on_event is not None:
-        bus.subscribe(on_event)
-    return AgentHarness(
+    harness = AgentHarness(
         name=agent_name,
         instance_id=instance_id,
         config=resolved,
@@ -378,4 +504,10 @@ async def init(
         store=session_store or current_runtime().session_store,
         bus=bus,
         context=context,
+        documents=documents,
+        root=None if root is None else Path(root),
     )
+    await harness.prepare()
+    if on_event is not None:
+        bus.subscribe(on_event)
+    return harness

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .mcp.specs import MCPServerSpec, parse_server_specs
 from .models.base import Model, ModelSettings, settings_adapter
+from .sandbox.protocol import Sandbox
+from .skills.documents import Role, Skill
 from .tools import Tool, as_tool
 
 __all__ = ["AgentConfig", "AgentProfile", "CompactionConfig", "check_model_settings", "parse_config"]
@@ -38,6 +42,49 @@ def check_model_settings(value: Mapping[str, Any]) -> dict[str, Any]:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
         raise ValueError(f"{where}: {error['msg']}") from None
+
+
+def _check_sandbox(value: Any) -> Any:
+    """``None``, ``"virtual"`` or an object implementing :class:`~pyflue.sandbox.Sandbox`
+    (``local(path)`` is one); resolved once per agent instance by the harness."""
+    if value is None or value == "virtual" or isinstance(value, Sandbox):
+        return value
+    raise ValueError(
+        f"must be 'virtual', local(path) or an object implementing the Sandbox protocol, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _check_skills(value: Any) -> tuple[str | Path | Skill, ...] | None:
+    """A list of skill names, paths or :class:`~pyflue.skills.Skill` objects (resolved against the
+    project's skills by the harness)."""
+    if value is None:
+        return None
+    if isinstance(value, str | Path | Skill) or not isinstance(value, list | tuple):
+        raise ValueError("must be a list of skill names, paths or Skill objects")
+    for index, entry in enumerate(value):
+        if not isinstance(entry, str | Path | Skill):
+            raise ValueError(f"entry {index} is a {type(entry).__name__}, not a skill name, path or Skill")
+    return tuple(value)
+
+
+def _check_role(value: Any) -> Any:
+    if value is None or isinstance(value, Role) or (isinstance(value, str) and value.strip()):
+        return value
+    raise ValueError(f"must be the name of a role (roles/<name>.md) or a Role, got {value!r:.60}")
+
+
+def _check_mcp_servers(value: Any) -> tuple[MCPServerSpec, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | Mapping) or not isinstance(value, list | tuple):
+        raise ValueError(
+            "must be a list of server specs ({'name': ..., 'command': [...]} or {'name': ..., 'url': ...})"
+        )
+    try:
+        return parse_server_specs(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class CompactionConfig(BaseModel):
@@ -80,6 +127,32 @@ class AgentProfile(BaseModel):
     model_settings: dict[str, Any] | None = None
     compaction: CompactionConfig | bool | None = None
     max_turns: int | None = None
+    sandbox: Any = None
+    sandbox_tools: bool | None = None
+    skills: tuple[str | Path | Skill, ...] | None = None
+    role: str | Role | None = None
+    project_instructions: bool | None = None
+    mcp_servers: tuple[MCPServerSpec, ...] | None = None
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _check_sandbox(cls, value: Any) -> Any:
+        return _check_sandbox(value)
+
+    @field_validator("skills", mode="before")
+    @classmethod
+    def _check_skills(cls, value: Any) -> Any:
+        return _check_skills(value)
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _check_role(cls, value: Any) -> Any:
+        return _check_role(value)
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _check_mcp_servers(cls, value: Any) -> Any:
+        return _check_mcp_servers(value)
 
     @field_validator("name")
     @classmethod
@@ -183,6 +256,32 @@ class AgentConfig(BaseModel):
     tool_timeout: float | None = Field(None, gt=0)
     description: str | None = None
     profile: AgentProfile | None = None
+    sandbox: Any = None
+    sandbox_tools: bool = False
+    skills: tuple[str | Path | Skill, ...] | None = None
+    role: str | Role | None = None
+    project_instructions: bool = True
+    mcp_servers: tuple[MCPServerSpec, ...] = ()
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _check_sandbox(cls, value: Any) -> Any:
+        return _check_sandbox(value)
+
+    @field_validator("skills", mode="before")
+    @classmethod
+    def _check_skills(cls, value: Any) -> Any:
+        return _check_skills(value)
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _check_role(cls, value: Any) -> Any:
+        return _check_role(value)
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _check_mcp_servers(cls, value: Any) -> Any:
+        return _check_mcp_servers(value) or ()
 
 
 def parse_config(value: Any, agent: str) -> AgentConfig:
@@ -229,9 +328,22 @@ def _apply_profile(config: AgentConfig, profile: AgentProfile) -> AgentConfig:
     """An agent based on a profile: the agent's own keys win, the profile fills the rest."""
     own = config.model_fields_set
     updates: dict[str, Any] = {}
-    for key in ("model", "instructions", "model_settings", "compaction", "max_turns", "description"):
-        value = getattr(profile, key if key != "description" else "description", None)
-        if key not in own and value not in (None, ""):
+    for key in (
+        "model",
+        "instructions",
+        "model_settings",
+        "compaction",
+        "max_turns",
+        "description",
+        "sandbox",
+        "sandbox_tools",
+        "skills",
+        "role",
+        "project_instructions",
+        "mcp_servers",
+    ):
+        value = getattr(profile, key)
+        if key not in own and value is not None and not (isinstance(value, str) and value == ""):
             updates[key] = value
     if "tools" not in own and profile.tools:
         updates["tools"] = list(profile.tools)

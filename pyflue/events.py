@@ -64,6 +64,8 @@ BUILTIN_TYPES = frozenset(
         "dispatch_failed",
         "dispatch_cancelled",
         "error",
+        "fs_write",
+        "shell_exec",
     }
 )
 

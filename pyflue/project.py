@@ -52,6 +52,7 @@ from .agent import AgentDefinition, AgentHarness, init
 from .errors import ConfigError, UnknownAgentError, WorkflowError
 from .events import Observer
 from .runtime import current_runtime
+from .skills.documents import ProjectDocuments, Role, Skill, load_documents
 from .stores.runs import RunRecord, RunStore
 from .stores.sessions import SessionStore
 from .workflow import RunOptions, WorkflowDefinition, continue_run, run_workflow
@@ -67,10 +68,10 @@ _KINDS: tuple[Literal["agent", "workflow"], ...] = ("agent", "workflow")
 
 @dataclass(frozen=True, slots=True)
 class LoadError:
-    """Why one agent or workflow file could not be loaded. ``str()`` reads
+    """Why one agent, workflow, skill, role or ``AGENTS.md`` file could not be loaded. ``str()`` reads
     ``<path>:<line>: <what went wrong>``."""
 
-    kind: Literal["agent", "workflow"]
+    kind: Literal["agent", "workflow", "skill", "role", "instructions"]
     name: str
     path: Path
     message: str
@@ -84,7 +85,8 @@ class LoadError:
 class Project:
     """Agents and workflows of one directory, and its stores.
 
-    ``path`` (resolved), ``agents`` and ``workflows`` (name → definition), ``errors`` (name →
+    ``path`` (resolved), ``agents`` and ``workflows`` (name → definition), ``skills``, ``roles`` and
+    ``instructions`` (``AGENTS.md``) as ``documents``, ``errors`` (name →
     :class:`LoadError`; when an agent and a workflow of the same name both fail, the second is
     keyed ``"<kind>:<name>"``), ``db_path``, ``session_store`` and ``run_store`` (SQLite, one file,
     opened lazily). :meth:`run` invokes a workflow.
@@ -107,6 +109,21 @@ class Project:
         self.workflows: dict[str, WorkflowDefinition] = dict(workflows or {})
         self.errors: dict[str, LoadError] = dict(errors or {})
         self._instances: OrderedDict[tuple[str, str], AgentHarness] = OrderedDict()
+        #: Its skills (``skills/``), roles (``roles/``) and ``AGENTS.md`` text, found by :meth:`load`.
+        self.documents = ProjectDocuments({}, {}, None, [])
+
+    @property
+    def skills(self) -> dict[str, Skill]:
+        return self.documents.skills
+
+    @property
+    def roles(self) -> dict[str, Role]:
+        return self.documents.roles
+
+    @property
+    def instructions(self) -> str | None:
+        """The text of the project's ``AGENTS.md``, added to every agent's instructions."""
+        return self.documents.instructions
 
     # -- discovery ---------------------------------------------------------------------------------
 
@@ -180,9 +197,17 @@ class Project:
                         self.workflows[name] = _workflow(name, module, file)
                 except ConfigError as exc:
                     self._error(kind, name, file, str(exc))
+        self.documents = load_documents(source)
+        for problem in self.documents.errors:
+            self._error(problem.kind, problem.name, problem.path, problem.message, problem.line)
 
     def _error(
-        self, kind: Literal["agent", "workflow"], name: str, path: Path, message: str, line: int | None = None
+        self,
+        kind: Literal["agent", "workflow", "skill", "role", "instructions"],
+        name: str,
+        path: Path,
+        message: str,
+        line: int | None = None,
     ) -> None:
         key = name if name not in self.errors else f"{kind}:{name}"
         self.errors[key] = LoadError(kind, name, path, message, line)
@@ -238,7 +263,13 @@ class Project:
         if harness is not None:
             self._instances.move_to_end(key)
             return harness
-        harness = await init(self.agent(agent), id=id, session_store=self.session_store)
+        harness = await init(
+            self.agent(agent),
+            id=id,
+            session_store=self.session_store,
+            documents=self.documents,
+            root=self.source,
+        )
         self._instances[key] = harness
         while len(self._instances) > self.max_instances:
             self._instances.popitem(last=False)

@@ -34,6 +34,7 @@ from .errors import ConfigError
 from .history import History
 
 if TYPE_CHECKING:
+    from .mcp.servers import MCPServers
     from .models.clients import ClientPool
     from .stores.postgres import PostgresDatabase
 from .stores.dispatches import DispatchStore
@@ -98,6 +99,7 @@ class Runtime:
         #: The model providers' HTTP clients while the runtime is open (``async with``); a runtime
         #: never entered leaves providers on the event loop's implicit pool.
         self.http: ClientPool | None = None
+        self._mcp: MCPServers | None = None
         self._closed = False
 
     # -- stores ------------------------------------------------------------------------------------
@@ -216,6 +218,26 @@ class Runtime:
                 history = live[key] = History(store, key, loaded)
         return history
 
+    # -- shared connections ------------------------------------------------------------------------
+
+    def mcp(self) -> MCPServers:
+        """The MCP connections of this runtime, shared by every agent instance in it (one server
+        process or HTTP session per distinct spec), run in this runtime's task group and stopped
+        when it closes."""
+        self._check_open()
+        if self._mcp is None:
+            # Imported here: the MCP machinery loads with the first agent that names a server.
+            from .mcp.servers import MCPServers
+
+            self._mcp = MCPServers(spawn=self.start_soon)
+        return self._mcp
+
+    async def _close_mcp(self) -> None:
+        servers, self._mcp = self._mcp, None
+        if servers is not None:
+            with anyio.CancelScope(shield=True):
+                await servers.aclose()
+
     # -- background work ---------------------------------------------------------------------------
 
     async def start_soon(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -266,6 +288,7 @@ class Runtime:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
+        await self._close_mcp()  # servers stop cleanly before the group running them is cancelled
         group, self._group = self._group, None
         try:
             if group is not None:
@@ -280,6 +303,7 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        await self._close_mcp()
         if self._group is not None:
             self._group.cancel_scope.cancel()
         databases = list(self._databases.values())

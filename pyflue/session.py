@@ -37,6 +37,8 @@ from .model_calls import Emit
 from .models.base import Model, ModelSettings, Usage
 from .models.messages import AssistantMessage, ImagePart, TextPart, UserMessage
 from .runtime import current_runtime
+from .sandbox.fs import SandboxFS
+from .sandbox.protocol import ExecResult, Sandbox
 from .stores.sessions import SessionKey, StoredMessage
 
 __all__ = ["Operation", "PromptResult", "PromptStream", "Session", "SessionOwner", "describe_input"]
@@ -77,6 +79,8 @@ class SessionOwner(Protocol):
     def id(self) -> str: ...
     @property
     def bus(self) -> EventBus: ...
+    @property
+    def sandbox(self) -> Sandbox: ...
 
     async def run_prompt(
         self,
@@ -90,8 +94,16 @@ class SessionOwner(Protocol):
     ) -> PromptResult: ...
 
     async def run_task(
-        self, session: Session, input: str | list[Any], *, agent: str | None, result: Any
+        self,
+        session: Session,
+        input: str | list[Any],
+        *,
+        agent: str | None,
+        result: Any,
+        role: Any = None,
     ) -> PromptResult: ...
+
+    async def run_skill(self, session: Session, name: str, *, args: Any, result: Any) -> PromptResult: ...
 
     async def run_compaction(
         self, session: Session, keep_recent: int | None, instructions: str | None
@@ -101,7 +113,7 @@ class SessionOwner(Protocol):
 class Session:
     """A conversation: its history, and ``prompt`` / ``stream`` / ``task`` / ``compact`` / ``abort``."""
 
-    __slots__ = ("_abort_reason", "_scope", "harness", "id", "key", "messages", "operation_id")
+    __slots__ = ("_abort_reason", "_fs", "_scope", "harness", "id", "key", "messages", "operation_id")
 
     def __init__(self, harness: SessionOwner, session_id: str, messages: History) -> None:
         self.harness = harness
@@ -115,6 +127,7 @@ class Session:
         self._abort_reason: str | None = None
         #: The operation in flight, or None (tasks use it as their parent_id).
         self.operation_id: str | None = None
+        self._fs: SandboxFS | None = None
 
     @property
     def history(self) -> list[StoredMessage]:
@@ -153,10 +166,42 @@ class Session:
         return PromptStream(self, input, result, model, model_settings)
 
     async def task(
-        self, input: str | list[Any], *, agent: str | None = None, result: Any = None
+        self, input: str | list[Any], *, agent: str | None = None, result: Any = None, role: Any = None
     ) -> PromptResult:
-        """Delegate to a subagent in a fresh child session (see :mod:`pyflue.tasks`)."""
-        return await self.harness.run_task(self, input, agent=agent, result=result)
+        """Delegate to a subagent in a fresh child session (see :mod:`pyflue.tasks`). ``role`` (the
+        name of a project role, or a :class:`~pyflue.skills.Role`) is layered on the child's
+        instructions."""
+        return await self.harness.run_task(self, input, agent=agent, result=result, role=role)
+
+    async def skill(self, name: str, args: Any = None, result: Any = None) -> PromptResult:
+        """Run the agent's skill ``name`` as an operation of kind ``skill``: ``args`` are checked
+        against the skill's ``args`` schema, and ``.output`` is typed by ``result`` or, without
+        it, by the skill's ``result`` schema (see :mod:`pyflue.skills`)."""
+        return await self.harness.run_skill(self, name, args=args, result=result)
+
+    # -- the workspace -----------------------------------------------------------------------------
+
+    @property
+    def fs(self) -> SandboxFS:
+        """The agent's sandbox for code: ``read``, ``write``, ``edit``, ``list``, ``glob``, ``grep``,
+        ``shell``. Writes and commands are reported as ``fs_write`` / ``shell_exec`` events of this
+        session."""
+        if self._fs is None:
+            owner = self.harness
+            emit = partial(owner.bus.emit, agent=owner.name, instance_id=owner.id, session_id=self.id)
+            self._fs = SandboxFS(owner.sandbox, emit)
+        return self._fs
+
+    async def shell(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        cwd: str = "/",
+        stdin: str | bytes | None = None,
+    ) -> ExecResult:
+        """Run ``command`` in the agent's sandbox under its policy (:meth:`SandboxFS.shell`)."""
+        return await self.fs.shell(command, timeout=timeout, cwd=cwd, stdin=stdin)
 
     async def compact(self, keep_recent: int | None = None, instructions: str | None = None) -> Any:
         """Summarise older messages now (see :mod:`pyflue.compaction`)."""

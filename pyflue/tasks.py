@@ -107,6 +107,7 @@ async def run_task(
     agent: str | None = None,
     result: Any = None,
     call_id: str | None = None,
+    role: Any = None,
 ) -> PromptResult:
     """Run ``input`` as a task of ``session`` (an instance of ``harness``; see the module docs);
     returns the child's :class:`~pyflue.session.PromptResult` (typed ``.output`` when ``result=``).
@@ -114,7 +115,8 @@ async def run_task(
     Raises ``UnknownAgentError`` (listing the available subagents) for an unknown ``agent``,
     ``TaskDepthError`` past ``max_task_depth``, and whatever the child's operation raised.
     ``call_id`` names the tool call that started the task (the built-in ``task`` tool passes it), so
-    ``task_start`` links the task to that call explicitly.
+    ``task_start`` links the task to that call explicitly. ``role`` (a role name or object) is
+    layered on the child's instructions in place of the one it would have.
     """
     profile = find_profile(harness.config.subagents, agent, harness.name) if agent is not None else None
     depth = harness.depth + 1
@@ -132,7 +134,7 @@ async def run_task(
             running.operation_id,
             running.emit,
             running.spend,
-            _Task(profile, depth, input, result, call_id),
+            _Task(profile, depth, input, result, call_id, role),
         )
 
     async with session.operation("task", {"agent": agent, "input": describe_input(input)}) as op:
@@ -141,7 +143,7 @@ async def run_task(
             op.usage = op.usage + usage
 
         child = await _child(
-            harness, None, op.operation_id, op.emit, spend, _Task(profile, depth, input, result, None)
+            harness, None, op.operation_id, op.emit, spend, _Task(profile, depth, input, result, None, role)
         )
         await _record(session, profile, input, child)
         op.text = child.text
@@ -150,9 +152,9 @@ async def run_task(
 
 class _Task:
     """One task to run: the subagent (None: the parent's own config), its depth, the input, the
-    result type, and the tool call that started it."""
+    result type, the tool call that started it, and the role layered on the child (None: its own)."""
 
-    __slots__ = ("call_id", "depth", "input", "profile", "result")
+    __slots__ = ("call_id", "depth", "input", "profile", "result", "role")
 
     def __init__(
         self,
@@ -161,7 +163,9 @@ class _Task:
         input: str | list[Any],
         result: Any,
         call_id: str | None,
+        role: Any = None,
     ) -> None:
+        self.role = role
         self.profile = profile
         self.depth = depth
         self.input = input
@@ -184,7 +188,7 @@ async def _child(
         model = _profile_model(harness, profile)
     else:
         model = parent_model or harness.model  # the model the parent runs with
-    child_harness = harness.child(_child_config(harness.config, profile), model, task.depth)
+    child_harness = harness.child(_child_config(harness.config, profile, task.role), model, task.depth)
     task_id = new_operation_id()
     name = profile.name if profile is not None else None
     start: dict[str, Any] = {"agent": name, "task_operation_id": task_id}
@@ -242,11 +246,12 @@ def _status(exc: BaseException) -> str:
     return "failed"
 
 
-def _child_config(parent: AgentConfig, profile: AgentProfile | None) -> AgentConfig:
+def _child_config(parent: AgentConfig, profile: AgentProfile | None, role: Any = None) -> AgentConfig:
     """The child's config: the parent's as is for a plain task; for a profile, its instructions,
-    tools and subagents only, the rest defaulting to the parent's."""
+    tools, subagents and role only, the rest defaulting to the parent's. A task's ``role`` replaces
+    the role the child would have."""
     if profile is None:
-        return parent
+        return parent if role is None else parent.model_copy(update={"role": role})
     return parent.model_copy(
         update={
             "instructions": profile.instructions,
@@ -259,6 +264,7 @@ def _child_config(parent: AgentConfig, profile: AgentProfile | None) -> AgentCon
             "compaction": profile.compaction if profile.compaction is not None else parent.compaction,
             "max_turns": profile.max_turns if profile.max_turns is not None else parent.max_turns,
             "description": profile.description,
+            "role": role if role is not None else profile.role,
             "profile": None,
         }
     )

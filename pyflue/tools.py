@@ -249,7 +249,7 @@ def _hints(fn: Callable[..., Any], name: str, params: list[inspect.Parameter]) -
     function under ``from __future__ import annotations``, or imported only for type checking) is a
     ``ConfigError``: silently treating it as ``Any`` would drop its validation and its schema."""
     try:
-        return get_type_hints(fn)
+        return get_type_hints(fn, include_extras=True)
     except Exception:
         pass
     hints: dict[str, Any] = {}
@@ -262,7 +262,7 @@ def _hints(fn: Callable[..., Any], name: str, params: list[inspect.Parameter]) -
 
         shim.__annotations__ = {p.name: p.annotation}
         try:
-            hints.update(get_type_hints(shim, globalns, {"ToolContext": ToolContext}))
+            hints.update(get_type_hints(shim, globalns, {"ToolContext": ToolContext}, include_extras=True))
         except Exception as exc:
             raise ConfigError(
                 f"tool {name!r}: cannot resolve the type {p.annotation!r} of parameter {p.name!r} "

@@ -57,6 +57,7 @@ from .ids import check_id, new_run_id
 from .journal import RunJournal, is_idempotent
 from .recording import EventRecorder
 from .runtime import current_runtime
+from .skills.documents import ProjectDocuments
 from .stores.runs import JournalStep, RunJournalStore, RunRecord, RunStore
 from .stores.sessions import SessionStore
 
@@ -248,6 +249,8 @@ class FlueContext:
             payload=self.payload,
             session_store=self._session_store,
             env=self.env,
+            documents=self.project.documents,
+            root=self.project.source,
         )
 
     def emit(self, type: str, data: dict[str, Any] | None = None) -> Event | None:
@@ -375,6 +378,10 @@ class WorkflowHost(Protocol):
     def run_store(self) -> RunStore: ...
     @property
     def session_store(self) -> SessionStore: ...
+    @property
+    def documents(self) -> ProjectDocuments: ...
+    @property
+    def source(self) -> Path: ...
 
 
 @dataclass(frozen=True, slots=True)

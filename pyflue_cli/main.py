@@ -34,6 +34,7 @@ COMMANDS = (
     "dispatches",
     "worker",
     "db",
+    "mcp",
 )
 
 _DESCRIPTION = """\

@@ -10,10 +10,10 @@ route by scope type, so an HTTP route and a WebSocket route on one path never sh
 from __future__ import annotations
 
 from ..routing import ApiRoute
-from . import agents, dispatches, meta, runs, workflows
+from . import agents, dispatches, meta, runs, skills, workflows
 
 __all__ = ["table"]
 
 
 def table() -> list[ApiRoute]:
-    return [*meta.routes, *agents.routes, *workflows.routes, *runs.routes, *dispatches.routes]
+    return [*meta.routes, *agents.routes, *workflows.routes, *runs.routes, *dispatches.routes, *skills.routes]
