@@ -14,6 +14,7 @@ from .conftest import assert_one_line_error, child_env, cli
 COMMANDS = [
     "init",
     "run",
+    "resume",
     "runs",
     "logs",
     "prompt",
@@ -24,6 +25,7 @@ COMMANDS = [
     "dispatches",
     "worker",
     "db",
+    "mcp",
 ]
 
 
