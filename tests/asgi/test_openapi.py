@@ -20,6 +20,7 @@ from tests.core._workflow_helpers import write_project
 
 OPERATIONS = {
     ("GET", "/health"),
+    ("GET", "/skills"),
     ("POST", "/agents/{name}/{id}/dispatch"),
     ("GET", "/dispatches"),
     ("GET", "/dispatches/{dispatch_id}"),
