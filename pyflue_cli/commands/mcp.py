@@ -25,7 +25,7 @@ EXAMPLES = "pyflue mcp list\n  pyflue mcp list assistant --json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["list"], help="what to do (list: the servers' tools)")
+    parser.add_argument("action", choices=["list"], metavar="list", help="list the servers' tools")
     parser.add_argument(
         "agents", nargs="*", metavar="AGENT", help="only these agents' servers (default: all)"
     )

@@ -61,7 +61,9 @@ def _never_leaks(value: Any) -> None:
     if isinstance(value, list):
         for item in value:
             shown = item if isinstance(item, str) else item.path
-            assert shown.startswith("/") and "/.." not in shown and "outside" not in shown
+            # Listed paths are sandbox paths (a file the attempt itself named "outside" is inside the
+            # root); that nothing outside changed or was read is checked by the snapshot and SECRET.
+            assert shown.startswith("/") and "/.." not in shown
 
 
 async def _attempt(sandbox: Sandbox, path: str) -> None:
