@@ -285,14 +285,16 @@ class Session:
                     history = self.messages
                     with anyio.CancelScope() as scope:
                         self._scope, self._abort_reason, self.operation_id = scope, None, op_id
-                        renewing = anyio.CancelScope()
+                        renewing: anyio.CancelScope | None = None  # only while a store lease is held
                         try:
                             await history.take_turn(op_id, runtime.session_lease_seconds)
                             if history.leased:
+                                renewing = anyio.CancelScope()
                                 await runtime.start_soon(partial(_renew, history, renewing))
                             yield op
                         except BaseException as exc:
-                            renewing.cancel()
+                            if renewing is not None:
+                                renewing.cancel()
                             self._scope = self.operation_id = None
                             with anyio.CancelScope(shield=True):
                                 await history.abandon_turn()
@@ -304,7 +306,8 @@ class Session:
                                 )
                                 raise
                     self._scope = self.operation_id = None
-                    renewing.cancel()
+                    if renewing is not None:
+                        renewing.cancel()
                     try:
                         # Outside the operation's scope: an abort arriving now cannot cut this write.
                         await history.end_turn()
