@@ -164,7 +164,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
 def test_changed_code_fails_the_resumed_run_with_resume_diverged(tmp_path: Path) -> None:
     project, work = _setup(tmp_path, "d")
     _kill_at(project, work, "run-d", "between:2")
-    (project / "workflows" / "trip.py").write_text(trip("plane"))  # the first prompt changed
+    # The first prompt changed (to a text of another length: Python trusts cached bytecode while a
+    # file keeps its size and its mtime second, and this edit happens within a second of the import).
+    (project / "workflows" / "trip.py").write_text(trip("airplane"))
     record = _finish(_start("resume", project, work, "run-d"))
     assert record["status"] == "failed"
     assert record["error"]["type"] == "ResumeDivergedError"
