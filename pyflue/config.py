@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .mcp.specs import MCPServerSpec, parse_server_specs
@@ -87,6 +87,12 @@ def _check_mcp_servers(value: Any) -> tuple[MCPServerSpec, ...] | None:
         raise ValueError(str(exc)) from None
 
 
+# The keys agents and profiles share, checked by one validator each wherever they appear.
+SandboxKey = Annotated[Any, BeforeValidator(_check_sandbox)]
+SkillsKey = Annotated[tuple[str | Path | Skill, ...] | None, BeforeValidator(_check_skills)]
+RoleKey = Annotated[str | Role | None, BeforeValidator(_check_role)]
+
+
 class CompactionConfig(BaseModel):
     """When and how a long session is summarised to fit the model's context window.
 
@@ -127,32 +133,12 @@ class AgentProfile(BaseModel):
     model_settings: dict[str, Any] | None = None
     compaction: CompactionConfig | bool | None = None
     max_turns: int | None = None
-    sandbox: Any = None
+    sandbox: SandboxKey = None
     sandbox_tools: bool | None = None
-    skills: tuple[str | Path | Skill, ...] | None = None
-    role: str | Role | None = None
+    skills: SkillsKey = None
+    role: RoleKey = None
     project_instructions: bool | None = None
-    mcp_servers: tuple[MCPServerSpec, ...] | None = None
-
-    @field_validator("sandbox", mode="before")
-    @classmethod
-    def _check_sandbox(cls, value: Any) -> Any:
-        return _check_sandbox(value)
-
-    @field_validator("skills", mode="before")
-    @classmethod
-    def _check_skills(cls, value: Any) -> Any:
-        return _check_skills(value)
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _check_role(cls, value: Any) -> Any:
-        return _check_role(value)
-
-    @field_validator("mcp_servers", mode="before")
-    @classmethod
-    def _check_mcp_servers(cls, value: Any) -> Any:
-        return _check_mcp_servers(value)
+    mcp_servers: Annotated[tuple[MCPServerSpec, ...] | None, BeforeValidator(_check_mcp_servers)] = None
 
     @field_validator("name")
     @classmethod
@@ -256,27 +242,12 @@ class AgentConfig(BaseModel):
     tool_timeout: float | None = Field(None, gt=0)
     description: str | None = None
     profile: AgentProfile | None = None
-    sandbox: Any = None
+    sandbox: SandboxKey = None
     sandbox_tools: bool = False
-    skills: tuple[str | Path | Skill, ...] | None = None
-    role: str | Role | None = None
+    skills: SkillsKey = None
+    role: RoleKey = None
     project_instructions: bool = True
     mcp_servers: tuple[MCPServerSpec, ...] = ()
-
-    @field_validator("sandbox", mode="before")
-    @classmethod
-    def _check_sandbox(cls, value: Any) -> Any:
-        return _check_sandbox(value)
-
-    @field_validator("skills", mode="before")
-    @classmethod
-    def _check_skills(cls, value: Any) -> Any:
-        return _check_skills(value)
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _check_role(cls, value: Any) -> Any:
-        return _check_role(value)
 
     @field_validator("mcp_servers", mode="before")
     @classmethod
