@@ -1,60 +1,56 @@
-"""FIFO turn-taking per stored session, costing nothing while a session is idle.
+"""FIFO turn-taking for one stored session, costing nothing while the session is idle.
 
-Operations on one session run one at a time in arrival order, across every harness of the process
-(two harnesses of one instance share the stored history, so they share the turn). A gate exists only
-while someone holds or waits for it, and gates live per event loop (an anyio ``RunVar``), so asyncio
-and trio never share one.
+Operations on one session run one at a time in arrival order, across every harness of the process:
+two harnesses of one instance share the stored session's :class:`~pyflue.history.History`, and the
+history owns the session's :class:`TurnGate`. Entering an idle gate does not wait, allocate or
+checkpoint; only a busy gate queues its waiters (in arrival order).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 import anyio
-from anyio.lowlevel import RunVar
 
-__all__ = ["session_turn"]
-
-_gates: RunVar[dict[Hashable, deque[anyio.Event]]] = RunVar("pyflue_session_gates")
+__all__ = ["TurnGate"]
 
 
-def _all() -> dict[Hashable, deque[anyio.Event]]:
-    try:
-        return _gates.get()
-    except LookupError:
-        gates: dict[Hashable, deque[anyio.Event]] = {}
-        _gates.set(gates)
-        return gates
+class TurnGate:
+    """A fair (FIFO) lock of one stored session, used as ``async with gate:``.
 
+    Not an ``anyio.Lock``: its acquire checkpoints even when free, which costs an event-loop pass
+    per operation. A turn handed to a waiter stays held, so nobody arriving later overtakes it.
+    """
 
-def _release(gates: dict[Hashable, deque[anyio.Event]], key: Hashable, waiters: deque[anyio.Event]) -> None:
-    if waiters:
-        waiters.popleft().set()  # hand the turn to the next in line
-    else:
-        del gates[key]
+    __slots__ = ("_busy", "_waiters")
 
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiters: deque[anyio.Event] = deque()
 
-@asynccontextmanager
-async def session_turn(key: Hashable) -> AsyncIterator[None]:
-    """Hold ``key``'s turn for the body; waiters get it in arrival order."""
-    gates = _all()
-    waiters = gates.get(key)
-    if waiters is None:
-        waiters = gates[key] = deque()
-    else:
+    async def __aenter__(self) -> None:
+        if not self._busy:
+            self._busy = True
+            return
         ticket = anyio.Event()
-        waiters.append(ticket)
+        self._waiters.append(ticket)
         try:
             await ticket.wait()
         except BaseException:
             if ticket.is_set():  # the turn was handed over as we were cancelled: pass it on
-                _release(gates, key, waiters)
+                self._release()
             else:
-                waiters.remove(ticket)
+                self._waiters.remove(ticket)
             raise
-    try:
-        yield
-    finally:
-        _release(gates, key, waiters)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # hand the turn to the next in line
+        else:
+            self._busy = False

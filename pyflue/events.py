@@ -21,7 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -374,16 +374,21 @@ class EventBus:
             sink(event)
         return event
 
-    @asynccontextmanager
-    async def delivering(self) -> AsyncIterator[None]:
+    def delivering(self) -> AbstractAsyncContextManager[None]:
         """Scope of an operation or run: async observers are pumped while it lasts. Nested scopes
         (a task inside an operation) reuse the outer pump, so one tree's events stay in order; a
-        nested scope of another bus (a workflow run started from a tool) pumps that bus's own."""
+        nested scope of another bus (a workflow run started from a tool) pumps that bus's own.
+        With no async observer to pump the scope is a shared no-op (every operation enters one)."""
         pumped = _pumping.get()
         subscribers = [s for s in (*self._subscribers, *_global) if s.is_async and s not in pumped]
         if not subscribers:
-            yield
-            return
+            return _IDLE
+        return self._pumping(pumped, subscribers)
+
+    @asynccontextmanager
+    async def _pumping(
+        self, pumped: frozenset[_Subscriber], subscribers: list[_Subscriber]
+    ) -> AsyncIterator[None]:
         token = _pumping.set(pumped | frozenset(subscribers))
         pumps = [(subscriber, _Pump()) for subscriber in subscribers]
         try:
@@ -408,6 +413,10 @@ class EventBus:
                     tg.cancel_scope.cancel()
         finally:
             _pumping.reset(token)
+
+
+#: The delivering scope of a bus with no async observer: stateless, so one serves every operation.
+_IDLE: AbstractAsyncContextManager[None] = nullcontext()
 
 
 def set_sink(sink: Callable[[Event], None] | None) -> contextvars.Token[Callable[[Event], None] | None]:

@@ -2,8 +2,8 @@
 
 One :class:`History` object exists per stored session and runtime: every ``Session`` object of that
 stored session (other harnesses of the instance, or a session still in use after a cache evicted
-it) shares it, so none prompts from a stale copy. Operations take turns on it (see
-:mod:`pyflue._gates`), so only the operation holding the turn writes.
+it) shares it, so none prompts from a stale copy. Operations take turns on it (its ``gate``, a
+:class:`~pyflue._gates.TurnGate`), so only the operation holding the turn writes.
 
 Messages an operation adds are *pending* until saved. Memory never holds messages the store
 refused: a failed save leaves them pending, and the operation's settlement drops them. ``replace``
@@ -27,6 +27,7 @@ from typing import overload
 
 import anyio
 
+from ._gates import TurnGate
 from .stores.liveness import hostname
 from .stores.sessions import SessionKey, SessionStore, StoredHistory, StoredMessage
 
@@ -58,6 +59,7 @@ class History(Sequence[StoredMessage]):
         "_messages",
         "_owner",
         "_pending",
+        "gate",
         "key",
         "marks",
         "store",
@@ -71,6 +73,8 @@ class History(Sequence[StoredMessage]):
         #: The store's version of the session that memory matches.
         self.version = messages.version
         self._pending: list[StoredMessage] = []
+        #: The in-process turn: operations on this stored session enter it one at a time.
+        self.gate = TurnGate()
         self.marks = SizeMarks()
         self._owner: str | None = None
         self._lease = 0.0

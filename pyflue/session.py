@@ -28,7 +28,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._clock import elapsed_ms
-from ._gates import session_turn
 from .errors import AbortedError, ConfigError, error_payload
 from .events import Event, EventBus, reset_sink, set_sink
 from .history import History
@@ -239,7 +238,7 @@ class Session:
                 "a session's history cannot be changed from inside its own running operation "
                 "(it would wait for itself)"
             )
-        async with session_turn((id(self.messages.store), self.key)):
+        async with self.messages.gate:
             await self.messages.take_turn(new_operation_id(), current_runtime().session_lease_seconds)
             try:
                 yield
@@ -276,7 +275,7 @@ class Session:
         op = Operation(emit, op_id)
         runtime = current_runtime()
         turn = (id(self.messages.store), self.key)
-        async with session_turn(turn):
+        async with self.messages.gate:
             held = _held.set(_held.get() | {turn})
             try:
                 started = time.perf_counter()
