@@ -210,16 +210,21 @@ async def wait_dispatch(
     *,
     project: Project | str | os.PathLike[str] | None = None,
     store: DispatchStore | None = None,
+    poll_interval: float = 1.0,
 ) -> DispatchRecord:
     """Wait until the dispatch is ``delivered``, ``failed`` or ``cancelled`` (from any process) and
-    return its record; ``TimeoutError`` after ``timeout`` seconds."""
+    return its record; ``TimeoutError`` after ``timeout`` seconds. The store's watch of the dispatch
+    wakes the wait when its status is committed (PostgreSQL: ``NOTIFY`` from any host; SQLite: at
+    once for this process's writes, within its poll for others); ``poll_interval`` bounds how long
+    it goes without reading the record regardless."""
     source = _store(store, project)
     with anyio.fail_after(timeout):
-        while True:
-            record = await get_dispatch(dispatch_id, store=source)
-            if record.status in FINAL_STATUSES:
-                return record
-            await source.wait_changed(1.0)
+        async with await source.watch(dispatch_id) as watch:
+            while True:
+                record = await get_dispatch(dispatch_id, store=source)
+                if record.status in FINAL_STATUSES:
+                    return record
+                await watch.wait(poll_interval)
 
 
 async def cancel_dispatch(
@@ -245,22 +250,29 @@ async def iter_dispatch_events(
     follow: bool = False,
     project: Project | str | os.PathLike[str] | None = None,
     store: DispatchStore | None = None,
+    poll_interval: float = 1.0,
 ) -> AsyncIterator[Event]:
     """The events of the dispatch's deliveries (every attempt), in order; with ``follow``, keep
-    waiting for new ones until the dispatch is finished."""
+    waiting for new ones until the dispatch is finished (woken by the store's watch, reading at
+    least every ``poll_interval`` seconds)."""
     source = _store(store, project)
     await get_dispatch(dispatch_id, store=source)
-    seq = after_seq
-    while True:
-        finished = follow and (await get_dispatch(dispatch_id, store=source)).status in FINAL_STATUSES
-        events = await source.read_events(dispatch_id, after_seq=seq)
-        for event in events:
-            seq = event.seq
+    if not follow:
+        for event in await source.read_events(dispatch_id, after_seq=after_seq):
             yield event
-        if not follow or (finished and not events):
-            return
-        if not events:
-            await source.wait_changed(1.0)
+        return
+    seq = after_seq
+    async with await source.watch(dispatch_id) as watch:
+        while True:
+            finished = (await get_dispatch(dispatch_id, store=source)).status in FINAL_STATUSES
+            events = await source.read_events(dispatch_id, after_seq=seq)
+            for event in events:
+                seq = event.seq
+                yield event
+            if finished and not events:
+                return
+            if not events:
+                await watch.wait(poll_interval)
 
 
 # -- the worker ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError, NotFoundError, shown
 from ..events import Event
+from .changes import Topics, Watch
 from .dispatches import (
     Attempt,
     AttemptStatus,
@@ -42,6 +43,7 @@ from .dispatches import (
     from_us,
     holds,
     key_conflict,
+    on_cancel,
     ready_at_us,
     renewed,
     taken_over,
@@ -67,6 +69,7 @@ class MemoryDispatchStore:
         self._attempts: dict[str, list[Attempt]] = {}
         self._events: dict[str, list[tuple[int, bytes]]] = {}
         self._signal = ChangeSignal()
+        self._items = Topics()  # one topic per dispatch: its record or events changed
 
     def _now(self) -> datetime:
         return from_us(round(self._clock() * 1_000_000))
@@ -88,6 +91,7 @@ class MemoryDispatchStore:
     def _finish(self, record: DispatchRecord) -> None:
         """Store ``record``; a finished item leaves its session's queue."""
         self._records[record.dispatch_id] = record
+        self._items.touch(record.dispatch_id)
         if record.finished:
             queue = self._pending.get(record.target)
             if queue is not None:
@@ -197,15 +201,12 @@ class MemoryDispatchStore:
         if record is None:
             return None
         now = self._now()
-        if record.status == "queued":
-            new = cancelled(record, now, reason)
-        elif record.status == "running" and record.lease_expires is not None and record.lease_expires <= now:
-            self._close_attempt(record, now, "crashed", taken_over(record, now)[1])
-            new = cancelled(record, now, reason)
-        elif record.status == "running" and record.cancel_requested is None:
-            new = record.model_copy(update={"cancel_requested": reason, "updated_at": now})
-        else:
+        decided = on_cancel(record, now, reason)
+        if decided is None:
             return self._copy(record)
+        new, crashed = decided
+        if crashed is not None:
+            self._close_attempt(record, now, "crashed", crashed)
         self._finish(new)
         self._changed()
         return self._copy(new)
@@ -255,6 +256,7 @@ class MemoryDispatchStore:
         stored.extend((e.seq, encode_event(e)) for e in events)
         if events:
             self._changed()
+            self._items.touch(dispatch_id)
 
     async def read_events(
         self, dispatch_id: str, *, after_seq: int = 0, limit: int | None = None
@@ -267,5 +269,10 @@ class MemoryDispatchStore:
     async def wait_changed(self, timeout: float) -> bool:
         return await self._signal.wait(timeout)
 
+    async def watch(self, dispatch_id: str) -> Watch:
+        """A watch of one dispatch, woken by this store's writes (the only writer it has)."""
+        return self._items.watch(dispatch_id)
+
     async def aclose(self) -> None:
         self._changed()
+        self._items.close()

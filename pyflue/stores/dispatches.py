@@ -29,6 +29,7 @@ from pydantic_core import from_json, to_json
 from ..errors import ConfigError
 from ..events import Event
 from ..ids import check_id, new_ulid
+from .changes import Watch
 
 __all__ = [
     "DISPATCH_STATUSES",
@@ -60,6 +61,7 @@ __all__ = [
     "key_conflict",
     "lost_worker_error",
     "new_dispatch_id",
+    "on_cancel",
     "ready_at_us",
     "renewed",
     "taken_over",
@@ -228,7 +230,10 @@ class DispatchStore(Protocol):
     * **Times** are the store's clock; relative arguments (``lease_seconds``, ``retry_after``) keep
       workers' clocks out of it.
     * **Change notification.** ``wait_changed`` returns early when this store object wrote, and
-      otherwise notices other writers within the store's documented polling interval.
+      otherwise notices other writers within the store's documented polling interval (PostgreSQL:
+      at once, by ``NOTIFY``). ``watch`` does the same for one dispatch: its followers
+      (``wait_dispatch``, a delivery's event stream) wake when its events or final status are
+      committed, not on a timer.
     """
 
     async def enqueue(self, record: DispatchRecord) -> DispatchRecord:
@@ -307,6 +312,12 @@ class DispatchStore(Protocol):
     async def wait_changed(self, timeout: float) -> bool:
         """Wait until the store may have changed (True; spurious wake-ups allowed) or ``timeout``
         seconds passed (False). Claimers and followers call it between reads."""
+        ...
+
+    async def watch(self, dispatch_id: str) -> Watch:
+        """A :class:`~pyflue.stores.changes.Watch` of one dispatch: take it before reading, then
+        ``await watch.wait(timeout)`` between reads; True once the dispatch's events or status may
+        have changed (spurious wake-ups allowed), False after ``timeout`` seconds. Close it when done."""
         ...
 
     async def aclose(self) -> None:
@@ -498,6 +509,24 @@ def cancelled(record: DispatchRecord, now: datetime, reason: str | None = None) 
     if record.cancel_requested is None:
         update["cancel_requested"] = reason or "cancelled"
     return record.model_copy(update=update)
+
+
+def on_cancel(
+    record: DispatchRecord, now: datetime, reason: str
+) -> tuple[DispatchRecord, dict[str, Any] | None] | None:
+    """What a cancel request does: queued, the item is ``cancelled``; running with an expired lease,
+    it is ``cancelled`` and its open attempt closes ``crashed`` with the returned error; running, the
+    (first) reason is recorded for the worker to abort. ``None`` when nothing changes (finished, or
+    a cancel was already requested)."""
+    if record.status == "queued":
+        return cancelled(record, now, reason), None
+    if record.status == "running" and record.lease_expires is not None and record.lease_expires <= now:
+        return cancelled(record, now, reason), lost_worker_error(
+            record.worker, record.attempts, record.lease_expires
+        )
+    if record.status == "running" and record.cancel_requested is None:
+        return record.model_copy(update={"cancel_requested": reason, "updated_at": now}), None
+    return None
 
 
 def closed(attempt: Attempt, now: datetime, status: AttemptStatus, error: dict[str, Any] | None) -> Attempt:

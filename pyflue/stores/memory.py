@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, NotFoundError, shown
+from .changes import Topics, Watch
 from .runs import JournalStep, RunPage, RunRecord, decode_cursor, encode_cursor, not_resumable
 from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
 
@@ -137,6 +138,7 @@ class MemoryRunStore:
         self._cancel: dict[str, str] = {}
         self._journals: dict[str, dict[str, JournalStep]] = {}
         self._counter = itertools.count(1)
+        self._changes = Topics()  # wakes watch()ers of a run when its log or record changes
 
     async def create_run(self, record: RunRecord) -> None:
         if record.run_id in self._runs:
@@ -146,12 +148,14 @@ class MemoryRunStore:
 
     async def append_events(self, run_id: str, events: Sequence[Event]) -> None:
         self._events.setdefault(run_id, []).extend(events)
+        self._changes.touch(run_id)
 
     async def finish_run(self, record: RunRecord, events: Sequence[Event] = ()) -> None:
         self._events.setdefault(record.run_id, []).extend(events)
         position = self._runs[record.run_id][0] if record.run_id in self._runs else next(self._counter)
         self._runs[record.run_id] = (position, record.model_copy(deep=True))
         self._cancel.pop(record.run_id, None)
+        self._changes.touch(record.run_id)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         entry = self._runs.get(run_id)
@@ -250,3 +254,7 @@ class MemoryRunStore:
 
     async def aclose(self) -> None:
         """Nothing to release; the runs stay readable."""
+
+    async def watch(self, run_id: str) -> Watch:
+        """A watch of ``run_id``, woken by this store's writes (the only writer a memory store has)."""
+        return self._changes.watch(run_id)

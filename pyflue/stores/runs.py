@@ -20,6 +20,7 @@ from ..models.base import Usage
 
 if TYPE_CHECKING:
     from ..events import Event
+    from .changes import Watch
 
 __all__ = [
     "RUN_STATUSES",
@@ -114,6 +115,10 @@ class RunStore(Protocol):
     come in batches (``append_events``); ``finish_run`` writes the last batch and the final record in
     one transaction, so a reader that sees a final status also sees every event. A store shared by
     several processes (SQLite) lets any of them read, follow and cancel any run.
+
+    Followers wait for change with :meth:`watch` instead of re-reading on a timer: PostgreSQL wakes
+    them by ``NOTIFY`` from any process and host, the memory store from its own writes, SQLite from
+    this store object's writes at once and from other processes' commits within its ``poll_interval``.
     """
 
     async def create_run(self, record: RunRecord) -> None:
@@ -169,6 +174,13 @@ class RunStore(Protocol):
 
     async def recover_interrupted(self) -> list[str]:
         """Mark ``running`` runs whose owner process is gone as ``interrupted``; their ids."""
+        ...
+
+    async def watch(self, run_id: str) -> Watch:
+        """A :class:`~pyflue.stores.changes.Watch` of ``run_id``'s log and record: take it before
+        reading, then ``await watch.wait(timeout)`` between reads; it returns True once the run may
+        have changed (spurious wake-ups allowed), False after ``timeout`` seconds. Close it when done
+        (or ``async with``). Any run id may be watched, also one that does not exist (yet)."""
         ...
 
     async def aclose(self) -> None:

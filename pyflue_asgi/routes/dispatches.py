@@ -11,11 +11,9 @@ unknown agent or dispatch is 404; a ``key`` already used for another (agent, ins
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 from urllib.parse import quote
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import to_jsonable_python
 from starlette.requests import Request
@@ -24,20 +22,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from pyflue import DispatchReceipt, cancel_dispatch, dispatch, get_dispatch, list_dispatches
 from pyflue.errors import ConfigError, InvalidIdError, UnknownAgentError
 from pyflue.models.messages import TextPart, user_parts
-from pyflue.stores.dispatches import DISPATCH_STATUSES, DispatchRecord, DispatchStore
+from pyflue.stores.dispatches import DISPATCH_STATUSES, DispatchRecord
 
 from ..bodies import id_param, name_param, query_int, read_json, validate
 from ..errors import ApiError, public
 from ..routing import ApiRoute, Param
 from ..schemas import ID_PATTERN, MAX_ID, MAX_NAME, NAME_PATTERN, EventList
-from ..sse import HEARTBEAT, SSE_HEADERS, encode
+from ..sse import SSE_HEADERS, dispatch_stream, resume_after
 from ..state import ServerState
 
 __all__ = ["DispatchBody", "DispatchList", "DispatchReceiptBody", "routes"]
 
 MAX_LIMIT = 1_000
 MAX_SEQ = 2**62
-_PAGE = 500  # events read from the store at a time while streaming
 
 
 class DispatchBody(BaseModel):
@@ -171,48 +168,23 @@ async def dispatch_follow(request: Request, state: ServerState) -> Response:
     dispatch_id = _dispatch_id(request)
     store = state.dispatch_store
     await get_dispatch(dispatch_id, store=store)  # 404 before the stream starts
-    resume = request.headers.get("last-event-id")
-    if resume is not None and resume.strip().isdigit():
-        after = min(int(resume), MAX_SEQ)
-    else:
-        after = query_int(request, "after", 0, 0, MAX_SEQ)
+    after = resume_after(request, MAX_SEQ)
     settings = state.settings
-    stream = _follow(store, dispatch_id, after, settings.heartbeat, debug=settings.debug)
+    stream = dispatch_stream(
+        store,
+        dispatch_id,
+        after,
+        settings.heartbeat,
+        poll_interval=settings.poll_interval,
+        window=settings.feed_window,
+        debug=settings.debug,
+    )
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def cancel(request: Request, state: ServerState) -> Response:
     record = await cancel_dispatch(_dispatch_id(request), "cancelled over HTTP", store=state.dispatch_store)
     return JSONResponse(_record(record, state.settings.debug))
-
-
-async def _follow(
-    store: DispatchStore, dispatch_id: str, after: int, heartbeat: float, *, debug: bool
-) -> AsyncIterator[bytes]:
-    """The delivery's events after ``after`` until the dispatch is finished and all are sent.
-
-    The record is read before the events: once it is final, every event is already stored (the
-    worker stores a delivery's events before it reports the outcome), so an empty read after a final
-    record ends the stream. Between reads it waits for the store to change; a quiet stream gets a
-    heartbeat comment every ``heartbeat`` seconds (which also notices a client that went away).
-    """
-    position = after
-    last_sent = anyio.current_time()
-    while True:
-        record = await store.get(dispatch_id)
-        events = await store.read_events(dispatch_id, after_seq=position, limit=_PAGE)
-        for event in events:
-            position = event.seq
-            yield encode(event.type, public(event.model_dump(), debug=debug), event.seq)
-        if events:
-            last_sent = anyio.current_time()
-            continue
-        if record is None or record.finished:  # pruned while followed, or complete
-            return
-        await store.wait_changed(max(0.0, last_sent + heartbeat - anyio.current_time()))
-        if anyio.current_time() - last_sent >= heartbeat:
-            yield HEARTBEAT
-            last_sent = anyio.current_time()
 
 
 def _receipt(receipt: DispatchReceipt) -> dict[str, Any]:

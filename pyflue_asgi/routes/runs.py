@@ -16,7 +16,7 @@ from ..bodies import id_param, query_int
 from ..errors import ApiError, public
 from ..routing import ApiRoute, Param
 from ..schemas import ID_PATTERN, MAX_ID, CancelResult, EventList, RunList, RunRecordBody
-from ..sse import SSE_HEADERS, run_stream
+from ..sse import SSE_HEADERS, resume_after, run_stream
 from ..state import ServerState
 from .workflows import record_body
 
@@ -83,11 +83,7 @@ async def run_events(request: Request, state: ServerState) -> Response:
 async def run_follow(request: Request, state: ServerState) -> Response:
     run_id = _run_id(request)
     await get_run(run_id, store=state.run_store)  # 404 before the stream starts
-    resume = request.headers.get("last-event-id")
-    if resume is not None and resume.strip().isdigit():
-        after = min(int(resume), MAX_SEQ)
-    else:
-        after = query_int(request, "after", 0, 0, MAX_SEQ)
+    after = resume_after(request, MAX_SEQ)
     stream = run_stream(state.feeds, run_id, after, state.settings.heartbeat, debug=state.settings.debug)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -11,8 +11,8 @@ item — carries ``ready_at`` (when it becomes claimable: its ``available_at`` i
 index on ``ready_at`` in order, and finishing a head moves ``ready_at`` to the session's next item
 (found through a partial index of the queued and running rows of each session).
 
-Concurrent ``enqueue`` calls on one store object share a transaction (group commit): the first
-caller commits everything queued so far, and each call returns once its own row is committed.
+Concurrent ``enqueue`` calls on one store object share a transaction (group commit). The transaction
+bodies and the row form are :mod:`pyflue.stores.dispatch_rows`'s, shared with PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,13 +23,28 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
-from pydantic_core import from_json, to_json
 
 from ...errors import ConfigError, NotFoundError, PyFlueError
 from ...events import Event
+from ..changes import Topics, Watch
+from ..dispatch_rows import (
+    ATTEMPT_COLUMNS,
+    COLUMNS,
+    PENDING,
+    GroupCommit,
+    attempt_of,
+    cancel_in,
+    claim_in,
+    end_in,
+    json_bytes,
+    micros,
+    outcome_bytes,
+    record_of,
+    record_values,
+)
 from ..dispatches import (
     Attempt,
     AttemptStatus,
@@ -38,12 +53,10 @@ from ..dispatches import (
     DispatchPage,
     DispatchRecord,
     accepted,
-    attempt_end,
     cancelled,
     check_events,
     check_lease,
     check_list_args,
-    claimed,
     completed,
     decode_cursor,
     decode_event,
@@ -51,15 +64,15 @@ from ..dispatches import (
     encode_event,
     failed,
     from_us,
-    holds,
     key_conflict,
     ready_at_us,
-    taken_over,
     to_us,
 )
 from .database import SQLiteDatabase
 
 __all__ = ["SQLiteDispatchStore"]
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dispatch_items (
@@ -107,103 +120,112 @@ CREATE TABLE IF NOT EXISTS dispatch_events (
 ) WITHOUT ROWID;
 """
 
-_COLUMNS = (
-    "dispatch_id, agent, instance_id, session_id, input, key, status, accepted_at, available_at, "
-    "updated_at, attempts, max_attempts, worker, lease_expires, cancel_requested, outcome, traceparent"
-)
-_SELECT = f"SELECT {_COLUMNS}, position, ready_at FROM dispatch_items"
-_PENDING = "status IN ('queued', 'running')"  # the partial index's condition, spelled identically
-_INSERT = f"INSERT INTO dispatch_items ({_COLUMNS}, ready_at) VALUES ({', '.join('?' * 18)})"
-_ATTEMPT_COLUMNS = "dispatch_id, number, worker, started_at, ended_at, status, error"
+_SELECT = f"SELECT {COLUMNS}, position, ready_at FROM dispatch_items"
+_INSERT = f"INSERT INTO dispatch_items ({COLUMNS}, ready_at) VALUES ({', '.join('?' * 18)})"
 
 
-def _json(value: Any) -> bytes:
-    return to_json(value, fallback=repr, inf_nan_mode="null", bytes_mode="base64")
+class _Table:
+    """The store's statements in one write transaction (:class:`~pyflue.stores.dispatch_rows.Table`);
+    remembers the items it finished, whose watchers the store wakes after the commit."""
 
+    def __init__(
+        self, conn: sqlite3.Connection, clock: Callable[[], float], finished: builtins.list[str] | None = None
+    ) -> None:
+        self.conn = conn
+        self._clock = clock
+        self.finished: builtins.list[str] = [] if finished is None else finished
 
-def _us(value: datetime | None) -> int | None:
-    return None if value is None else to_us(value)
+    def now(self) -> datetime:
+        return from_us(round(self._clock() * 1_000_000))
 
+    def heads(self, now: datetime, limit: int) -> builtins.list[DispatchRecord]:
+        rows = self.conn.execute(
+            f"{_SELECT} WHERE ready_at <= ? ORDER BY ready_at, position LIMIT ?", (to_us(now), limit)
+        ).fetchall()
+        return [record_of(row) for row in rows]
 
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else from_us(value)
+    def load(self, dispatch_id: str) -> tuple[DispatchRecord, bool] | None:
+        row = self.conn.execute(f"{_SELECT} WHERE dispatch_id=?", (dispatch_id,)).fetchone()
+        return None if row is None else (record_of(row), row[18] is not None)
 
+    def save(self, new: DispatchRecord, was_head: bool) -> None:
+        ready = ready_at_us(new) if was_head and not new.finished else None
+        self.conn.execute(
+            "UPDATE dispatch_items SET status=?, available_at=?, updated_at=?, attempts=?, worker=?, "
+            "lease_expires=?, cancel_requested=?, outcome=?, ready_at=? WHERE dispatch_id=?",
+            (
+                new.status,
+                to_us(new.available_at),
+                to_us(new.updated_at),
+                new.attempts,
+                new.worker,
+                micros(new.lease_expires),
+                new.cancel_requested,
+                outcome_bytes(new),
+                ready,
+                new.dispatch_id,
+            ),
+        )
+        if new.finished:
+            self.finished.append(new.dispatch_id)
+        if was_head and new.finished:
+            row = self.conn.execute(
+                f"{_SELECT} WHERE agent=? AND instance_id=? AND session_id=? AND {PENDING} "
+                "ORDER BY position LIMIT 1",
+                new.target,
+            ).fetchone()
+            if row is not None:
+                self.conn.execute(
+                    "UPDATE dispatch_items SET ready_at=? WHERE position=?",
+                    (ready_at_us(record_of(row)), row[17]),
+                )
 
-def _row(record: DispatchRecord, ready_at: int | None) -> tuple[Any, ...]:
-    return (
-        record.dispatch_id,
-        record.agent,
-        record.instance_id,
-        record.session_id,
-        _json(record.input),
-        record.key,
-        record.status,
-        to_us(record.accepted_at),
-        to_us(record.available_at),
-        to_us(record.updated_at),
-        record.attempts,
-        record.max_attempts,
-        record.worker,
-        _us(record.lease_expires),
-        record.cancel_requested,
-        None if record.outcome is None else record.outcome.model_dump_json().encode(),
-        record.traceparent,
-        ready_at,
-    )
+    def add_attempt(self, attempt: Attempt) -> None:
+        self.conn.execute(
+            f"INSERT INTO dispatch_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, NULL, 'running', NULL)",
+            (attempt.dispatch_id, attempt.number, attempt.worker, to_us(attempt.started_at)),
+        )
 
+    def close_attempt(
+        self, record: DispatchRecord, now: datetime, status: AttemptStatus, error: dict[str, Any] | None
+    ) -> None:
+        self.conn.execute(
+            "UPDATE dispatch_attempts SET ended_at=?, status=?, error=? WHERE dispatch_id=? AND number=?",
+            (
+                to_us(now),
+                status,
+                None if error is None else json_bytes(error),
+                record.dispatch_id,
+                record.attempts,
+            ),
+        )
 
-def _record(row: Sequence[Any]) -> DispatchRecord:
-    return DispatchRecord(
-        dispatch_id=row[0],
-        agent=row[1],
-        instance_id=row[2],
-        session_id=row[3],
-        input=from_json(row[4]),
-        key=row[5],
-        status=row[6],
-        accepted_at=from_us(row[7]),
-        available_at=from_us(row[8]),
-        updated_at=from_us(row[9]),
-        attempts=row[10],
-        max_attempts=row[11],
-        worker=row[12],
-        lease_expires=_dt(row[13]),
-        cancel_requested=row[14],
-        outcome=None if row[15] is None else DispatchOutcome.model_validate_json(row[15]),
-        traceparent=row[16],
-    )
-
-
-def _attempt(row: Sequence[Any]) -> Attempt:
-    return Attempt(
-        dispatch_id=row[0],
-        number=row[1],
-        worker=row[2],
-        started_at=from_us(row[3]),
-        ended_at=_dt(row[4]),
-        status=row[5],
-        error=None if row[6] is None else from_json(row[6]),
-    )
-
-
-class _Entry:
-    """One ``enqueue`` call waiting for its group commit."""
-
-    __slots__ = ("done", "error", "lead", "record", "result")
-
-    def __init__(self, record: DispatchRecord) -> None:
-        self.record = record
-        self.result: DispatchRecord | None = None
-        self.error: BaseException | None = None
-        self.lead = False  # woken to commit the next batch rather than with a result
-        self.done = anyio.Event()
+    def insert(self, record: DispatchRecord, now: datetime) -> DispatchRecord:
+        if record.key is not None:
+            row = self.conn.execute(f"{_SELECT} WHERE key=?", (record.key,)).fetchone()
+            if row is not None:
+                return key_conflict(record_of(row), record)
+        stored = accepted(record, now)
+        head = self.conn.execute(
+            f"SELECT 1 FROM dispatch_items WHERE agent=? AND instance_id=? AND session_id=? AND {PENDING} "
+            "LIMIT 1",
+            stored.target,
+        ).fetchone()
+        try:
+            self.conn.execute(_INSERT, (*record_values(stored), None if head else ready_at_us(stored)))
+        except sqlite3.IntegrityError:  # the one unique column not checked above
+            raise ConfigError(
+                f"dispatch id {record.dispatch_id!r} exists already; leave it to the default"
+            ) from None
+        return stored
 
 
 class SQLiteDispatchStore:
     """Dispatches in a SQLite file (``path``, or a :class:`SQLiteDatabase` to share its
     connection). ``clock`` (seconds since the epoch) is the store's time, injectable so leases can
-    be tested without sleeping. ``wait_changed`` polls the file every ``poll_interval`` seconds for
-    other connections' commits (``PRAGMA data_version``); this object's own writes wake it at once.
+    be tested without sleeping. ``wait_changed`` and ``watch`` wake at once for this object's own
+    writes and poll the file every ``poll_interval`` seconds for other connections' commits
+    (``PRAGMA data_version``): SQLite has no way to push them.
     """
 
     def __init__(
@@ -219,222 +241,46 @@ class SQLiteDispatchStore:
         self._clock = clock
         self._poll = poll_interval
         self._signal = ChangeSignal()
-        self._waiting: list[_Entry] = []
-        self._committing = False
+        self._items = Topics()  # one topic per dispatch: its record or events changed
+        self._group = GroupCommit(self._commit, self._committed)
 
-    def _now(self) -> datetime:
-        return from_us(round(self._clock() * 1_000_000))
+    async def _write(self, body: Callable[[_Table], T]) -> T:
+        """``body`` in one write transaction; then wake the watchers of the items it finished."""
+        finished: builtins.list[str] = []
+        result = await self.db.run(lambda conn: body(_Table(conn, self._clock, finished)))
+        for dispatch_id in finished:
+            self._items.touch(dispatch_id)
+        return result
 
-    # -- transaction bodies (worker thread, inside one transaction) ----------------------------------
-
-    @staticmethod
-    def _load(conn: sqlite3.Connection, dispatch_id: str) -> tuple[DispatchRecord, int | None] | None:
-        row = conn.execute(f"{_SELECT} WHERE dispatch_id=?", (dispatch_id,)).fetchone()
-        return None if row is None else (_record(row), row[18])
-
-    @staticmethod
-    def _save(conn: sqlite3.Connection, new: DispatchRecord, was_head: bool) -> None:
-        """Write ``new``'s mutable columns; a finished head hands ``ready_at`` to its successor."""
-        ready = ready_at_us(new) if was_head and not new.finished else None
-        conn.execute(
-            "UPDATE dispatch_items SET status=?, available_at=?, updated_at=?, attempts=?, worker=?, "
-            "lease_expires=?, cancel_requested=?, outcome=?, ready_at=? WHERE dispatch_id=?",
-            (
-                new.status,
-                to_us(new.available_at),
-                to_us(new.updated_at),
-                new.attempts,
-                new.worker,
-                _us(new.lease_expires),
-                new.cancel_requested,
-                None if new.outcome is None else new.outcome.model_dump_json().encode(),
-                ready,
-                new.dispatch_id,
-            ),
-        )
-        if was_head and new.finished:
-            row = conn.execute(
-                f"{_SELECT} WHERE agent=? AND instance_id=? AND session_id=? AND {_PENDING} "
-                "ORDER BY position LIMIT 1",
-                new.target,
-            ).fetchone()
-            if row is not None:
-                conn.execute(
-                    "UPDATE dispatch_items SET ready_at=? WHERE position=?",
-                    (ready_at_us(_record(row)), row[17]),
-                )
-
-    @staticmethod
-    def _close_attempt(
-        conn: sqlite3.Connection,
-        record: DispatchRecord,
-        now: datetime,
-        status: AttemptStatus,
-        error: dict[str, Any] | None,
-    ) -> None:
-        conn.execute(
-            "UPDATE dispatch_attempts SET ended_at=?, status=?, error=? WHERE dispatch_id=? AND number=?",
-            (
-                to_us(now),
-                status,
-                None if error is None else _json(error),
-                record.dispatch_id,
-                record.attempts,
-            ),
-        )
-
-    def _insert(self, conn: sqlite3.Connection, record: DispatchRecord, now: datetime) -> DispatchRecord:
-        if record.key is not None:
-            row = conn.execute(f"{_SELECT} WHERE key=?", (record.key,)).fetchone()
-            if row is not None:
-                return key_conflict(_record(row), record)
-        stored = accepted(record, now)
-        head = conn.execute(
-            f"SELECT 1 FROM dispatch_items WHERE agent=? AND instance_id=? AND session_id=? AND {_PENDING} "
-            "LIMIT 1",
-            stored.target,
-        ).fetchone()
-        row = _row(stored, None if head else ready_at_us(stored))
-        try:
-            conn.execute(_INSERT, row)
-        except sqlite3.IntegrityError:  # the one unique column not checked above
-            raise ConfigError(
-                f"dispatch id {record.dispatch_id!r} exists already; leave it to the default"
-            ) from None
-        return stored
-
-    def _commit(self, batch: builtins.list[_Entry]) -> None:
+    def _commit(
+        self, records: builtins.list[DispatchRecord]
+    ) -> builtins.list[DispatchRecord | BaseException]:
         """One transaction for a batch of enqueues; a bad record fails only its own call."""
 
-        def write(conn: sqlite3.Connection) -> None:
-            now = self._now()
-            for entry in batch:
+        def write(conn: sqlite3.Connection) -> builtins.list[DispatchRecord | BaseException]:
+            table = _Table(conn, self._clock)
+            now = table.now()
+            results: builtins.list[DispatchRecord | BaseException] = []
+            for record in records:
                 try:
-                    entry.result = self._insert(conn, entry.record, now)
+                    results.append(table.insert(record, now))
                 except PyFlueError as exc:
-                    entry.error = exc
+                    results.append(exc)
+            return results
 
-        try:
-            self.db.call(write)
-        except BaseException as exc:
-            for entry in batch:
-                entry.result, entry.error = None, exc
+        return self.db.call(write)
 
-    def _claim(
-        self, conn: sqlite3.Connection, worker: str, lease_seconds: float, limit: int
-    ) -> tuple[builtins.list[DispatchRecord], bool]:
-        now = self._now()
-        taken: builtins.list[DispatchRecord] = []
-        ended = False
-        while len(taken) < limit:
-            rows = conn.execute(
-                f"{_SELECT} WHERE ready_at <= ? ORDER BY ready_at, position LIMIT ?",
-                (to_us(now), limit - len(taken)),
-            ).fetchall()
-            moved = False
-            for row in rows:
-                head = _record(row)
-                if head.status == "running":
-                    final, error = taken_over(head, now)
-                    self._close_attempt(conn, head, now, "crashed", error)
-                    if final is not None:
-                        self._save(conn, final, was_head=True)
-                        moved = ended = True  # the session's next item may be claimable now
-                        continue
-                running, attempt = claimed(head, worker, now, lease_seconds)
-                self._save(conn, running, was_head=True)
-                conn.execute(
-                    f"INSERT INTO dispatch_attempts ({_ATTEMPT_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, NULL, 'running', NULL)",
-                    (attempt.dispatch_id, attempt.number, attempt.worker, to_us(attempt.started_at)),
-                )
-                taken.append(running)
-            if not moved:
-                break
-        return taken, ended
-
-    def _end(
-        self,
-        conn: sqlite3.Connection,
-        dispatch_id: str,
-        worker: str,
-        transition: Callable[[DispatchRecord, datetime], DispatchRecord],
-        error: dict[str, Any] | None,
-    ) -> DispatchRecord | None:
-        loaded = self._load(conn, dispatch_id)
-        if loaded is None or not holds(loaded[0], worker):
-            return None
-        record = loaded[0]
-        now = self._now()
-        new = transition(record, now)
-        self._close_attempt(conn, record, now, attempt_end(new), error)
-        self._save(conn, new, was_head=True)
-        return new
-
-    def _cancel(
-        self, conn: sqlite3.Connection, dispatch_id: str, reason: str
-    ) -> tuple[DispatchRecord, bool] | None:
-        loaded = self._load(conn, dispatch_id)
-        if loaded is None:
-            return None
-        record, ready = loaded
-        now = self._now()
-        if record.status == "queued":
-            new = cancelled(record, now, reason)
-        elif record.status == "running" and record.lease_expires is not None and record.lease_expires <= now:
-            self._close_attempt(conn, record, now, "crashed", taken_over(record, now)[1])
-            new = cancelled(record, now, reason)
-        elif record.status == "running" and record.cancel_requested is None:
-            new = record.model_copy(update={"cancel_requested": reason, "updated_at": now})
-        else:
-            return record, False
-        self._save(conn, new, was_head=ready is not None)
-        return new, True
+    def _committed(self, stored: builtins.list[DispatchRecord]) -> None:
+        self._signal.notify()
 
     # -- the DispatchStore protocol -----------------------------------------------------------------
 
     async def enqueue(self, record: DispatchRecord) -> DispatchRecord:
-        entry = _Entry(record)
-        self._waiting.append(entry)
-        if self._committing:
-            try:
-                await entry.done.wait()
-            except BaseException:
-                if entry in self._waiting:  # not committed, and now it never will be
-                    self._waiting.remove(entry)
-                if entry.lead:
-                    await self._lead()  # the other callers wait for this one to commit their batch
-                raise
-            if entry.lead:
-                await self._lead()
-        else:
-            self._committing = True
-            await self._lead()
-        if entry.error is not None:
-            raise entry.error
-        assert entry.result is not None
-        return entry.result
-
-    async def _lead(self) -> None:
-        """Commit every waiting call in one transaction, then wake one caller that arrived
-        meanwhile to commit the next batch (so no caller commits for others forever)."""
-        with anyio.CancelScope(shield=True):
-            batch, self._waiting = self._waiting, []
-            if batch:
-                await anyio.to_thread.run_sync(self._commit, batch)
-                for entry in batch:
-                    entry.done.set()
-            if self._waiting:
-                self._waiting[0].lead = True
-                self._waiting[0].done.set()
-            else:
-                self._committing = False
-            if any(entry.result is not None for entry in batch):
-                self._signal.notify()
+        return await self._group.enqueue(record)
 
     async def claim(self, worker: str, lease_seconds: float, limit: int = 1) -> builtins.list[DispatchRecord]:
         check_lease(worker, lease_seconds, limit)
-        taken, ended = await self.db.run(lambda conn: self._claim(conn, worker, lease_seconds, limit))
+        taken, ended = await self._write(lambda table: claim_in(table, worker, lease_seconds, limit))
         if taken or ended:
             self._signal.notify()
         return taken
@@ -443,7 +289,7 @@ class SQLiteDispatchStore:
         check_lease(worker, lease_seconds)
 
         def write(conn: sqlite3.Connection) -> bool:
-            now = to_us(self._now())
+            now = round(self._clock() * 1_000_000)
             expires = now + round(lease_seconds * 1_000_000)
             cursor = conn.execute(
                 "UPDATE dispatch_items SET lease_expires=?1, ready_at=?1, updated_at=?2 "
@@ -461,9 +307,10 @@ class SQLiteDispatchStore:
         transition: Callable[[DispatchRecord, datetime], DispatchRecord],
         error: dict[str, Any] | None = None,
     ) -> DispatchRecord | None:
-        new = await self.db.run(lambda conn: self._end(conn, dispatch_id, worker, transition, error))
+        new = await self._write(lambda table: end_in(table, dispatch_id, worker, transition, error))
         if new is not None:
             self._signal.notify()
+            self._items.touch(dispatch_id)
         return new
 
     async def complete(
@@ -482,16 +329,20 @@ class SQLiteDispatchStore:
         return await self._finish(dispatch_id, worker, cancelled)
 
     async def cancel(self, dispatch_id: str, reason: str) -> DispatchRecord | None:
-        result = await self.db.run(lambda conn: self._cancel(conn, dispatch_id, reason))
+        result = await self._write(lambda table: cancel_in(table, dispatch_id, reason))
         if result is None:
             return None
         if result[1]:
             self._signal.notify()
+            self._items.touch(dispatch_id)
         return result[0]
 
     async def get(self, dispatch_id: str) -> DispatchRecord | None:
-        loaded = await self.db.run(lambda conn: self._load(conn, dispatch_id), write=False)
-        return None if loaded is None else loaded[0]
+        row = await self.db.run(
+            lambda conn: conn.execute(f"{_SELECT} WHERE dispatch_id=?", (dispatch_id,)).fetchone(),
+            write=False,
+        )
+        return None if row is None else record_of(row)
 
     async def list(
         self,
@@ -523,17 +374,17 @@ class SQLiteDispatchStore:
         rows = await self.db.run(lambda conn: conn.execute(sql, args).fetchall(), write=False)
         more = len(rows) > limit
         rows = rows[:limit]
-        return DispatchPage([_record(r) for r in rows], encode_cursor(rows[-1][17]) if more else None)
+        return DispatchPage([record_of(r) for r in rows], encode_cursor(rows[-1][17]) if more else None)
 
     async def attempts(self, dispatch_id: str) -> builtins.list[Attempt]:
         rows = await self.db.run(
             lambda conn: conn.execute(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM dispatch_attempts WHERE dispatch_id=? ORDER BY number",
+                f"SELECT {ATTEMPT_COLUMNS} FROM dispatch_attempts WHERE dispatch_id=? ORDER BY number",
                 (dispatch_id,),
             ).fetchall(),
             write=False,
         )
-        return [_attempt(r) for r in rows]
+        return [attempt_of(r) for r in rows]
 
     async def append_events(self, dispatch_id: str, events: Sequence[Event]) -> None:
         rows = [(dispatch_id, e.seq, encode_event(e)) for e in events]
@@ -554,6 +405,7 @@ class SQLiteDispatchStore:
         await self.db.run(write)
         if rows:
             self._signal.notify()
+            self._items.touch(dispatch_id)
 
     async def read_events(
         self, dispatch_id: str, *, after_seq: int = 0, limit: int | None = None
@@ -584,8 +436,16 @@ class SQLiteDispatchStore:
                 return True
         return False
 
+    async def watch(self, dispatch_id: str) -> Watch:
+        """A watch of one dispatch: woken at once by this object's writes, and within
+        ``poll_interval`` seconds by other connections' commits (which may concern other items)."""
+        return self._items.watch(
+            dispatch_id, probe=self._version, poll=self._poll, probed=await self._version()
+        )
+
     async def aclose(self) -> None:
         """Wake waiters, and close the database if this store opened it (not one it was given)."""
         self._signal.notify()
+        self._items.close()
         if self._owns_db:
             await self.db.aclose()

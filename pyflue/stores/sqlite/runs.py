@@ -25,6 +25,7 @@ from ...errors import ConfigError, NotFoundError, shown
 from ...events import Event
 from ...ids import encode_ulid, new_ulid_int
 from ...models.base import Usage
+from ..changes import Topics, Watch
 from ..liveness import own_start, owner_alive
 from ..runs import (
     JournalStep,
@@ -241,6 +242,7 @@ class SQLiteRunStore:
         self.db.ensure_schema("runs", _RUNS_SCHEMA)
         self._recovered = False
         self._recovering = threading.Lock()
+        self._changes = Topics()  # wakes watch()ers of a run when this object writes it
 
     def __repr__(self) -> str:
         return f"SQLiteRunStore({str(self.db.path)!r})"
@@ -333,6 +335,7 @@ class SQLiteRunStore:
             _insert_events(conn, run_id, batch)
 
         await self._go(lambda: self.db.call(write))
+        self._changes.touch(run_id)
 
     async def finish_run(self, record: RunRecord, events: Sequence[Event] = ()) -> None:
         batch = list(events)
@@ -355,6 +358,7 @@ class SQLiteRunStore:
             )
 
         await self._go(lambda: self.db.call(write))
+        self._changes.touch(record.run_id)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         sql = f"SELECT {_RUN_COLUMNS}, owner_start FROM runs WHERE run_id=?"
@@ -543,3 +547,22 @@ class SQLiteRunStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
         await self.aclose()
+
+    # -- following -----------------------------------------------------------------------------------
+
+    #: Seconds between a watch's checks for commits of other connections (other processes).
+    watch_poll = 0.05
+
+    async def watch(self, run_id: str) -> Watch:
+        """A watch of ``run_id``: woken at once by this store object's writes, and within
+        :attr:`watch_poll` seconds by any other connection's commit to the file (another process, or
+        another store object; ``PRAGMA data_version`` moves), which may concern another run (a
+        spurious wake-up: the follower reads again and finds nothing new)."""
+
+        def version(conn: sqlite3.Connection) -> object:
+            return conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+
+        async def probe() -> object:
+            return await self._go(lambda: self.db.call(version, False), empty=None)
+
+        return self._changes.watch(run_id, probe=probe, poll=self.watch_poll, probed=await probe())
