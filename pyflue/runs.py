@@ -14,14 +14,12 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import anyio
 
 from .errors import ConfigError, NotFoundError, shown
 from .events import Event
 from .project import DB_PATH, Project
 from .runtime import current_runtime
+from .stores.changes import Watch
 from .stores.runs import RUN_STATUSES, RunPage, RunRecord, RunStore
 from .workflow import cancel_local
 
@@ -89,19 +87,19 @@ async def iter_events(
 ) -> AsyncIterator[Event]:
     """The run's events with ``seq > after_seq``, in order (only ``types``, when given).
 
-    With ``follow`` (the default) it waits for new events, polling the store every
-    ``poll_interval`` seconds, and ends after the run's ``run_end``: it always terminates, also
-    for a run whose process died (the store marks it ``interrupted`` and appends its ``run_end``)
-    or that is pruned meanwhile. Without ``follow`` it yields what is stored now. An unknown
-    ``run_id`` raises ``NotFoundError`` at the first iteration.
+    With ``follow`` (the default) it waits for new events, woken by the store's ``watch`` (at a
+    commit from any process on PostgreSQL, from this process at once and others within a bounded
+    poll on SQLite) and reading again at least every ``poll_interval`` seconds. It ends after the
+    run's ``run_end``: it always terminates, also for a run whose process died (the store marks it
+    ``interrupted`` and appends its ``run_end``) or that is pruned meanwhile. Without ``follow`` it
+    yields what is stored now. An unknown ``run_id`` raises ``NotFoundError`` at the first iteration.
     """
     source = run_store(store, project)
     wanted = frozenset(types) if types is not None else None
     if await source.get_run(run_id) is None:
         raise NotFoundError(f"no run {shown(run_id)}")
     last = after_seq
-    watching = getattr(source, "watch", None)  # stores that push changes (PostgreSQL NOTIFY)
-    watch = await watching(run_id) if follow and watching is not None else None
+    watch = await source.watch(run_id) if follow else None
     try:
         async for event in _follow(source, run_id, last, wanted, follow, poll_interval, watch):
             yield event
@@ -117,7 +115,7 @@ async def _follow(
     wanted: frozenset[str] | None,
     follow: bool,
     poll_interval: float,
-    watch: Any,
+    watch: Watch | None,
 ) -> AsyncIterator[Event]:
     settled = False  # the record was final: one more read gets every event
     while True:
@@ -139,9 +137,7 @@ async def _follow(
             settled = True
             continue
         if watch is not None:
-            await watch.wait(max(poll_interval, 1.0))
-        else:
-            await anyio.sleep(poll_interval)
+            await watch.wait(poll_interval)
 
 
 async def cancel_run(
