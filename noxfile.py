@@ -33,3 +33,13 @@ def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks; peers are installed into their own virtualenvs by the driver."""
     session.install("-e", ".[dev]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def bench_stores(session: nox.Session) -> None:
+    """The store benchmarks, PostgreSQL beside SQLite in each run (each starts its own throwaway
+    PostgreSQL cluster): dispatch acceptance and delivery with 1, 2 and 4 processes, run events and
+    session appends, and the journal of resumable runs."""
+    session.install("-e", ".[dev]")
+    for script in ("dispatch_accept", "dispatch_delivery", "postgres_stores", "journal_cost"):
+        session.run("python", f"benchmarks/{script}.py")
