@@ -81,6 +81,8 @@ class Runtime:
         # Held weakly: a database (and its connection) lives as long as a store or a harness uses it,
         # so a process touching many projects does not keep every file open; aclose() closes the rest.
         self._databases: weakref.WeakValueDictionary[Path, SQLiteDatabase] = weakref.WeakValueDictionary()
+        #: Absolute paths as given, resolved (see _file_key).
+        self._resolved: dict[Path, Path] = {}
         self._session_stores: weakref.WeakValueDictionary[Path, SQLiteSessionStore] = (
             weakref.WeakValueDictionary()
         )
@@ -118,10 +120,22 @@ class Runtime:
             self._run_store = MemoryRunStore()
         return self._run_store
 
+    def _file_key(self, path: str | Path) -> Path:
+        """The resolved path that keys a SQLite file's objects. Resolving costs ``lstat`` calls (IO on
+        the event loop), so an absolute path is resolved once; a relative one each time (it depends
+        on the working directory)."""
+        given = Path(path)
+        if not given.is_absolute():
+            return given.resolve()
+        key = self._resolved.get(given)
+        if key is None:
+            key = self._resolved[given] = given.resolve()
+        return key
+
     def database(self, path: str | Path) -> SQLiteDatabase:
         """The one database object (one connection) of the SQLite file at ``path``."""
         self._check_open()
-        key = Path(path).resolve()
+        key = self._file_key(path)
         db = self._databases.get(key)
         if db is None:
             db = self._databases[key] = SQLiteDatabase(key)
@@ -180,7 +194,7 @@ class Runtime:
     def sqlite_session_store(self, path: str | Path) -> SQLiteSessionStore:
         """The session store of the SQLite file at ``path`` (one object per file, so every harness
         on that file shares live histories and turns)."""
-        key = Path(path).resolve()
+        key = self._file_key(path)
         store = self._session_stores.get(key)
         if store is None:
             store = self._session_stores[key] = SQLiteSessionStore(self.database(key))
@@ -188,7 +202,7 @@ class Runtime:
 
     def sqlite_run_store(self, path: str | Path) -> SQLiteRunStore:
         """The run store of the SQLite file at ``path``."""
-        key = Path(path).resolve()
+        key = self._file_key(path)
         store = self._run_stores.get(key)
         if store is None:
             store = self._run_stores[key] = SQLiteRunStore(self.database(key))
@@ -196,7 +210,7 @@ class Runtime:
 
     def sqlite_dispatch_store(self, path: str | Path) -> SQLiteDispatchStore:
         """The dispatch store of the SQLite file at ``path``."""
-        key = Path(path).resolve()
+        key = self._file_key(path)
         store = self._dispatch_stores.get(key)
         if store is None:
             store = self._dispatch_stores[key] = SQLiteDispatchStore(self.database(key))
