@@ -164,8 +164,8 @@ class SessionStore(Protocol):
         ``limit`` caps it (``None``: all; else at least 1, or ``ConfigError``) and ``after`` keeps
         only the ids sorting after that one (pass the last id of the previous page). A page is
         exact however instances come and go between pages: no id is seen twice, and every id that
-        held messages throughout is seen. A store answers a page from an index on ``(agent,
-        instance_id)``, not by reading every instance of the agent."""
+        held messages throughout is seen. How cheap a page is depends on the store's indexes
+        (docs/decisions/0023-agents-read-instance-listing.md)."""
         ...
 
     async def acquire(self, key: SessionKey, owner: str, ttl: float) -> int | None:
