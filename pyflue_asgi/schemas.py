@@ -16,12 +16,16 @@ __all__ = [
     "ErrorEnvelope",
     "EventList",
     "Health",
+    "InstanceList",
+    "MessageList",
     "PromptBody",
     "PromptReply",
     "PromptResultBody",
     "RunAccepted",
     "RunList",
     "RunRecordBody",
+    "SessionList",
+    "StoredMessageBody",
     "WorkflowInfo",
     "WorkflowList",
 ]
@@ -180,3 +184,36 @@ class CancelResult(_Body):
     run_id: str
     cancel_requested: bool
     status: Literal["running", "completed", "failed", "cancelled", "interrupted"]
+
+
+class InstanceList(_Body):
+    instances: list[str] = Field(
+        description="instance ids holding at least one session with messages, sorted"
+    )
+    next_after: str | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class SessionList(_Body):
+    instance_id: str
+    sessions: list[str] = Field(description="ids of the instance's sessions that hold messages, sorted")
+
+
+class StoredMessageBody(_Body):
+    """One message of a session's history: its position (``seq``, from 1) and its JSON form (``role``
+    and ``parts``, as in docs/agents.md), plus the summary text when it is a compaction summary."""
+
+    seq: int
+    role: Literal["user", "assistant"]
+    parts: list[dict[str, Any]]
+    compaction_summary: str | None = Field(
+        None, description="the summary, when this message is a compaction summary (absent otherwise)"
+    )
+
+
+class MessageList(_Body):
+    agent: str
+    instance_id: str
+    session_id: str
+    version: int = Field(description="the history's version; it moves with every change of the session")
+    messages: list[StoredMessageBody]
+    next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError, NotFoundError, shown
 from .changes import Topics, Watch
 from .runs import JournalStep, RunPage, RunRecord, decode_cursor, encode_cursor, not_resumable
-from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
+from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_page, check_ttl
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -107,6 +107,20 @@ class MemorySessionStore:
         return sorted(
             k.session_id for k in self._histories if k.agent == agent and k.instance_id == instance_id
         )
+
+    async def list_instances(
+        self, agent: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        check_page(limit)
+        # Histories are never kept empty (see append/replace), so every key here holds messages.
+        found = sorted(
+            {
+                k.instance_id
+                for k in self._histories
+                if k.agent == agent and (after is None or k.instance_id > after)
+            }
+        )
+        return found if limit is None else found[:limit]
 
     async def acquire(self, key: SessionKey, owner: str, ttl: float) -> int | None:
         check_ttl(ttl)

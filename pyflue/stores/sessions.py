@@ -39,6 +39,7 @@ __all__ = [
     "StaleVersionError",
     "StoredHistory",
     "StoredMessage",
+    "check_page",
     "check_ttl",
     "decode_messages",
     "encode_message",
@@ -99,6 +100,12 @@ def check_ttl(ttl: float) -> None:
         raise ConfigError(f"lease ttl must be a positive number of seconds, not {ttl!r}")
 
 
+def check_page(limit: int | None) -> None:
+    """``ConfigError`` unless ``limit`` is ``None`` (no limit) or a whole number of at least 1."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a whole number of at least 1 (or None for all), not {limit!r}")
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """Where session histories live; see the module docstring for versions and leases.
@@ -145,6 +152,20 @@ class SessionStore(Protocol):
 
     async def list_sessions(self, agent: str, instance_id: str) -> list[str]:
         """Ids of the instance's sessions that hold messages, sorted."""
+        ...
+
+    async def list_instances(
+        self, agent: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        """Ids of the agent's instances that hold at least one session with messages, sorted by code
+        point, like :meth:`list_sessions`.
+
+        A store may hold more instances than one answer should carry, so the list pages by keyset:
+        ``limit`` caps it (``None``: all; else at least 1, or ``ConfigError``) and ``after`` keeps
+        only the ids sorting after that one (pass the last id of the previous page). A page is
+        exact however instances come and go between pages: no id is seen twice, and every id that
+        held messages throughout is seen. How cheap a page is depends on the store's indexes
+        (docs/decisions/0023-agents-read-instance-listing.md)."""
         ...
 
     async def acquire(self, key: SessionKey, owner: str, ttl: float) -> int | None:

@@ -1,4 +1,5 @@
-"""``/agents``: list them, prompt an instance (JSON or SSE), abort a session's operation.
+"""``/agents``: list them, prompt an instance (JSON or SSE), abort a session's operation, and read
+what the session store holds: an agent's instances, an instance's sessions, a session's messages.
 
 Prompts to one session take turns (the core's FIFO). ``multitask`` picks what a prompt does when
 the session is busy: ``enqueue`` (default) waits its turn, ``reject`` answers 409 at once,
@@ -16,8 +17,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from pyflue import AgentHarness, PromptResult, Session
+from pyflue.compaction import summary_of
+from pyflue.models.messages import messages_adapter
+from pyflue.stores.sessions import SessionKey, StoredMessage
 
-from ..bodies import id_param, name_param, read_json, validate, wants_sse
+from ..bodies import id_param, name_param, query_int, read_json, validate, wants_sse
 from ..errors import ApiError
 from ..routing import ApiRoute, Param
 from ..schemas import (
@@ -27,8 +31,11 @@ from ..schemas import (
     NAME_PATTERN,
     AbortResult,
     AgentList,
+    InstanceList,
+    MessageList,
     PromptBody,
     PromptReply,
+    SessionList,
 )
 from ..sse import SSE_HEADERS, prompt_stream
 from ..state import Hold, ServerState
@@ -36,6 +43,8 @@ from ..state import Hold, ServerState
 __all__ = ["routes"]
 
 MULTITASK = ("enqueue", "reject", "interrupt")
+MAX_LIMIT = 1_000
+MAX_SEQ = 2**62
 
 
 async def list_agents(request: Request, state: ServerState) -> Response:
@@ -124,6 +133,65 @@ async def abort(request: Request, state: ServerState) -> Response:
     return JSONResponse({"aborted": aborted, "session": session_id})
 
 
+async def list_instances(request: Request, state: ServerState) -> Response:
+    name = name_param(request)
+    limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
+    after = request.query_params.get("after")
+    if after is not None:
+        after = id_param(after, ("query", "after"))
+    state.project.agent(name)  # 404 naming the agents there are
+    # One more than asked for says whether another page follows, without a count.
+    found = await state.project.session_store.list_instances(name, limit=limit + 1, after=after)
+    page = found[:limit]
+    return JSONResponse({"instances": page, "next_after": page[-1] if len(found) > limit else None})
+
+
+async def list_sessions(request: Request, state: ServerState) -> Response:
+    name = name_param(request)
+    instance = id_param(request.path_params["id"], ("path", "id"))
+    state.project.agent(name)
+    sessions = await state.project.session_store.list_sessions(name, instance)
+    return JSONResponse({"instance_id": instance, "sessions": sessions})
+
+
+async def session_messages(request: Request, state: ServerState) -> Response:
+    """A page of the stored history. The store reads the whole history (as a prompt does); the page
+    bounds the answer. ``version`` tells a client paging through that the history changed between
+    its pages (a compaction rewrites it): it then starts again."""
+    name = name_param(request)
+    instance = id_param(request.path_params["id"], ("path", "id"))
+    session_id = id_param(request.path_params["session"], ("path", "session"))
+    after = query_int(request, "after", 0, 0, MAX_SEQ)
+    limit = query_int(request, "limit", 200, 1, MAX_LIMIT)
+    state.project.agent(name)
+    history = await state.project.session_store.load(SessionKey(name, instance, session_id))
+    page = history[after : after + limit]
+    more = after + len(page) < len(history)
+    return JSONResponse(
+        {
+            "agent": name,
+            "instance_id": instance,
+            "session_id": session_id,
+            "version": history.version,
+            "messages": [_message_body(after + i + 1, m) for i, m in enumerate(page)],
+            "next_after": after + len(page) if more else None,
+        }
+    )
+
+
+def _message_body(seq: int, message: StoredMessage) -> dict[str, Any]:
+    """A message in its JSON form (images' bytes as base64), with its position and, for a compaction
+    summary, the summary text."""
+    body: dict[str, Any] = {
+        "seq": seq,
+        **messages_adapter().dump_python([message], mode="json", exclude_none=True)[0],
+    }
+    summary = summary_of(message)
+    if summary is not None:
+        body["compaction_summary"] = summary
+    return body
+
+
 def _unwrap(data: Any) -> Any:
     """PyFlue 0.2.0 sent ``{"payload": {"prompt": ...}}``: the wrapper is accepted too."""
     if isinstance(data, dict) and set(data) == {"payload"} and isinstance(data["payload"], dict):
@@ -166,6 +234,14 @@ _ID = Param(
     "the instance id",
 )
 
+_SESSION = Param(
+    "session",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN},
+    "the session id",
+)
+
+
 routes = [
     ApiRoute(
         "GET",
@@ -175,6 +251,69 @@ routes = [
         "The project's agents",
         "agents",
         answers={200: AgentList},
+    ),
+    ApiRoute(
+        "GET",
+        "/agents/{name}/instances",
+        list_instances,
+        "listAgentInstances",
+        "The agent's instances that hold messages, sorted, a page at a time",
+        "agents",
+        params=(
+            _NAME,
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+                "at most this many ids",
+            ),
+            Param(
+                "after",
+                "query",
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN},
+                "only ids sorting after this one (the previous page's next_after)",
+            ),
+        ),
+        answers={200: InstanceList},
+        errors=(404, 422),
+    ),
+    ApiRoute(
+        "GET",
+        "/agents/{name}/{id}/sessions",
+        list_sessions,
+        "listInstanceSessions",
+        "The instance's sessions that hold messages, sorted",
+        "agents",
+        params=(_NAME, _ID),
+        answers={200: SessionList},
+        errors=(404, 422),
+    ),
+    ApiRoute(
+        "GET",
+        "/agents/{name}/{id}/sessions/{session}/messages",
+        session_messages,
+        "listSessionMessages",
+        "A page of a session's stored history: user, assistant (text, tool calls), tool results, summaries",
+        "agents",
+        params=(
+            _NAME,
+            _ID,
+            _SESSION,
+            Param(
+                "after",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
+                "only messages after this position (the previous page's next_after)",
+            ),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 200},
+                "at most this many messages",
+            ),
+        ),
+        answers={200: MessageList},
+        errors=(404, 422),
     ),
     ApiRoute(
         "POST",

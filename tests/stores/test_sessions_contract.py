@@ -121,6 +121,56 @@ async def test_empty_sessions_are_not_listed(session_store: SessionStore) -> Non
     assert await session_store.list_sessions(KEY.agent, KEY.instance_id) == []
 
 
+async def test_instances_are_listed_sorted_and_paged(session_store: SessionStore) -> None:
+    ids = ["..", "a/b", "a_b", "a\\b", "%2e%2e", "A_B", "ключ", "*", "default", "z" * 300, "🦜"]
+    for i, instance_id in enumerate(ids):
+        await session_store.append(SessionKey("agent", instance_id, f"s{i % 2}"), said(f"m{i}"))
+        await session_store.append(SessionKey("agent", instance_id, "other"), said("again"))
+    await session_store.append(SessionKey("other", "elsewhere", "s"), said("another agent's"))
+    await session_store.append(SessionKey("agent", "emptied", "s"), said("gone soon"))
+    await session_store.replace(SessionKey("agent", "emptied", "s"), [])
+    await session_store.append(SessionKey("agent", "deleted", "s"), said("gone soon"))
+    await session_store.delete(SessionKey("agent", "deleted", "s"))
+    await session_store.acquire(SessionKey("agent", "leased", "s"), "owner", 30)  # no messages
+    await session_store.append(SessionKey("agent", "nothing", "s"), [])
+    everything = sorted(ids)
+    assert await session_store.list_instances("agent") == everything
+    assert await session_store.list_instances("other") == ["elsewhere"]
+    assert await session_store.list_instances("nobody") == []
+    assert await session_store.list_instances("agent", limit=100) == everything
+    for size in (1, 3, len(ids)):
+        pages: list[list[str]] = []
+        after: str | None = None
+        while page := await session_store.list_instances("agent", limit=size, after=after):
+            assert len(page) <= size
+            pages.append(page)
+            after = page[-1]
+        assert [i for page in pages for i in page] == everything
+    assert await session_store.list_instances("agent", after=everything[-1]) == []
+    assert await session_store.list_instances("agent", after="") == everything  # "" sorts first
+    assert await session_store.list_instances("agent", after="b") == [i for i in everything if i > "b"]
+
+
+async def test_an_instance_is_listed_while_any_of_its_sessions_holds_messages(
+    session_store: SessionStore,
+) -> None:
+    first, second = SessionKey("agent", "inst", "one"), SessionKey("agent", "inst", "two")
+    await session_store.append(first, said("one"))
+    await session_store.append(second, said("two"))
+    await session_store.delete(first)
+    assert await session_store.list_instances("agent") == ["inst"]
+    await session_store.replace(second, [])
+    assert await session_store.list_instances("agent") == []
+    await session_store.replace(first, said("back"))
+    assert await session_store.list_instances("agent") == ["inst"]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True])
+async def test_an_instance_page_needs_a_positive_limit(session_store: SessionStore, limit: object) -> None:
+    with pytest.raises(ConfigError, match="limit"):
+        await session_store.list_instances("agent", limit=limit)  # type: ignore[arg-type]
+
+
 # -- versions --------------------------------------------------------------------------------------
 
 
@@ -322,8 +372,44 @@ def test_any_ids_are_data_never_paths_and_never_collide(
         for agent, instance in {(k[0], k[1]) for k in keys}:
             expected = sorted(k[2] for k in keys if (k[0], k[1]) == (agent, instance))
             assert await store.list_sessions(agent, instance) == expected
+        for agent in {k[0] for k in keys}:
+            expected = sorted({k[1] for k in keys if k[0] == agent})
+            assert await store.list_instances(agent) == expected
 
     anyio.run(main)
     if root is not None:
         after = sorted(p.name for p in Path(root).parent.rglob("*"))
         assert set(after) <= set(before) | {"pyflue.db", "pyflue.db-wal", "pyflue.db-shm"}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    instances=st.lists(ids, min_size=1, max_size=8, unique=True),
+    others=st.lists(ids, max_size=4),
+    size=st.integers(1, 4),
+    after=st.none() | ids,
+)
+def test_instance_pages_of_any_ids_are_exact(
+    module_backend: Backend, instances: list[str], others: list[str], size: int, after: str | None
+) -> None:
+    """Any ids page by keyset, in code-point order, from any starting id (one that exists or not):
+    the pages together are exactly the ids after it, each once; another agent's instances, even
+    with the same ids or an agent name that extends this one, never show up."""
+    store = module_backend.sessions()
+    agent = f"p{next(_instances)}q"  # no other example's agent is a prefix or an extension of it
+
+    async def main() -> None:
+        for instance in instances:
+            await store.append(SessionKey(agent, instance, "s"), said("x"))
+        for other in others:
+            await store.append(SessionKey(agent + "x", other, "s"), said("y"))
+            await store.append(SessionKey(agent[:-1], other, "s"), said("y"))
+        seen: list[str] = []
+        cursor = after
+        while page := await store.list_instances(agent, limit=size, after=cursor):
+            assert 1 <= len(page) <= size
+            seen += page
+            cursor = page[-1]
+        assert seen == sorted(i for i in instances if after is None or i > after)
+
+    anyio.run(main)

@@ -133,6 +133,11 @@ class Spy:
     async def list_sessions(self, agent: str, instance_id: str) -> list[str]:
         return await self.inner.list_sessions(agent, instance_id)
 
+    async def list_instances(
+        self, agent: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        return await self.inner.list_instances(agent, limit=limit, after=after)
+
     async def acquire(self, key: SessionKey, owner: str, ttl: float) -> int | None:
         return await self.inner.acquire(key, owner, ttl)
 

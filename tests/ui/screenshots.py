@@ -1,8 +1,8 @@
 """Take the screenshots of docs/dashboard.md: ``python -m tests.ui.screenshots``.
 
 Serves a copy of the quickstart (offline test model) with the dashboard, runs its workflow and a few
-others, and photographs the runs table, one run with a selected tool call, and the agent page after
-a streamed prompt, at a laptop's size, into docs/img/.
+others, and photographs the runs table, one run with a selected tool call, and the agent page (its
+instances, sessions and stored transcript) after two streamed prompts, at a laptop's size, into docs/img/.
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ def main() -> None:
             page.locator("#p-instance").fill("case-42")
             page.locator("#p-message").fill("How many words are in 'to be or not to be'?")
             page.keyboard.press("Control+Enter")
-            page.wait_for_selector(".msg.assistant[data-done]")
+            page.wait_for_selector("#p-status[data-done]")
+            page.locator("#p-message").fill("And in 'a rose is a rose'?")
+            page.keyboard.press("Control+Enter")
+            page.wait_for_selector("#p-status[data-done]")
+            page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top of the picture
             page.screenshot(path=OUT / "dashboard-agent.png", full_page=True)
             page.close()
             stuck = httpx.get(f"{url}/runs?status=running").json()["runs"][0]["run_id"]

@@ -4,10 +4,12 @@ prompt, paging and filters, and a run of thousands of events."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Request as Request_
@@ -17,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from pyflue import Project, init
+from pyflue.stores.sqlite import SQLiteSessionStore
 from pyflue_asgi import create_app
 from tests.asgi._live import serve
 from tests.ui._project import MARKUP
@@ -134,14 +138,80 @@ def test_a_prompt_typed_on_the_agent_page_streams_its_answer(page: Page, url: st
     page.locator("#p-instance").fill("browser-case")
     page.locator("#p-message").fill("How many words are in 'to be or not to be'?")
     page.keyboard.press("Control+Enter")
-    answer = page.locator(".msg.assistant")
-    expect(answer).to_have_attribute("data-done", "true")
-    assert int(answer.get_attribute("data-deltas") or 0) > 1  # arrived in pieces, not at once
-    expect(answer.locator(".body")).to_contain_text("[test model]")
-    expect(answer.locator(".step.tool").first).to_contain_text("count_words")
-    expect(answer.locator(".meta")).to_contain_text("test/test")
-    expect(page.locator(".msg.user")).to_contain_text("to be or not to be")
+    status = page.locator("#p-status")
+    expect(status).to_have_attribute("data-done", "done")
+    assert int(status.get_attribute("data-deltas") or 0) > 1  # arrived in pieces, not at once
+    expect(status).to_contain_text("test/test")
+    # The answer is now shown as the store holds it, and the new instance and session are listed.
+    transcript = page.locator(".transcript:not(.live)")
+    expect(transcript.locator(".msg.user").first).to_contain_text("to be or not to be")
+    expect(transcript.locator(".tool-call").first).to_contain_text("count_words")
+    expect(transcript.locator(".msg.assistant").last).to_contain_text("[test model]")
+    expect(page.locator('#instances a[aria-current="true"]')).to_have_text("browser-case")
+    expect(page.locator('#sessions a[aria-current="true"]')).to_have_text("default")
+    assert page.evaluate("location.hash") == "#/agents/assistant/browser-case/default"
     expect(page.locator("#p-message")).to_be_focused()  # ready for the next one
+
+
+def test_a_stored_transcript_is_found_by_instance_and_session(page: Page, url: str) -> None:
+    """Prompt, reload, then walk agent → instance → session with the keyboard to the stored transcript:
+    user message, the tool call with its arguments, the tool result, the answer."""
+    page.goto(url + "/ui/#/agents/assistant")
+    page.locator("#p-instance").fill("case 7 ünï?#")  # spaces, non-ASCII, "?" and "#" are data
+    page.locator("#p-session").fill("billing")
+    page.locator("#p-message").fill("Count the words in 'a rose is a rose'")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#p-status")).to_have_attribute("data-done", "done")
+
+    page.goto(url + "/ui/")
+    page.reload()
+    page.locator('nav a[data-page="agents"]').click()
+    page.locator(".agent-list a", has_text="assistant").click()
+    instance = page.locator("#instances a", has_text="case 7 ünï?#")
+    instance.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator('#instances a[aria-current="true"]')).to_be_focused()  # focus kept in the new view
+    session = page.locator("#sessions a", has_text="billing")
+    session.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator('#sessions a[aria-current="true"]')).to_have_text("billing")
+    transcript = page.locator(".transcript:not(.live)")
+    expect(page.locator("#transcript-title")).to_have_text("Transcript · case 7 ünï?# / billing")
+    expect(transcript.locator(".msg").first).to_contain_text("a rose is a rose")
+    call = transcript.locator(".tool-call").first
+    expect(call).to_contain_text("count_words")
+    expect(call.locator("pre.args")).to_contain_text('"text"')
+    result = transcript.locator(".msg.tool-result").first
+    expect(result).to_contain_text("count_words")
+    assert result.get_attribute("data-call") == call.get_attribute("data-call")
+    expect(transcript.locator(".msg.assistant").last).to_contain_text("[test model]")
+    # In stored order; the message holding both tool results gives one entry per result.
+    seqs = [int(m.get_attribute("data-seq") or 0) for m in transcript.locator(".msg").all()]
+    assert seqs == sorted(seqs) and sorted(set(seqs)) == [1, 2, 3, 4]
+
+
+def test_a_compaction_summary_is_marked_in_the_transcript(page: Page, url: str, project: Path) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        reply = client.post("/agents/assistant/compacted", json={"message": "Count 'one two three'"})
+        assert reply.status_code == 200
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds an event loop in this thread
+        pool.submit(anyio.run, _compact, project, "compacted").result()
+    page.goto(url + "/ui/#/agents/assistant/compacted/default")
+    summary = page.locator(".transcript .msg.summary")
+    expect(summary).to_have_count(1)
+    expect(summary).to_contain_text("compaction summary")
+    assert summary.get_attribute("data-seq") == "1"
+    expect(page.locator(".transcript .msg")).to_have_count(1)  # everything was summarised
+
+
+async def _compact(project: Path, instance: str) -> None:
+    loaded = Project.load(project)
+    store = SQLiteSessionStore(loaded.db_path)
+    try:
+        harness = await init(loaded.agent("assistant"), id=instance, session_store=store)
+        await (await harness.session()).compact(keep_recent=0)
+    finally:
+        await store.aclose()
 
 
 def test_markup_from_a_tool_is_shown_as_text(page: Page, url: str) -> None:
@@ -157,8 +227,11 @@ def test_markup_from_a_tool_is_shown_as_text(page: Page, url: str) -> None:
     page.goto(url + "/ui/#/agents/marker")
     page.locator("#p-message").fill("fetch it")
     page.locator("button", has_text="Send").click()
-    expect(page.locator(".msg.assistant")).to_have_attribute("data-done", "true")
-    expect(page.locator(".step .result")).to_contain_text("<script>")
+    expect(page.locator("#p-status")).to_have_attribute("data-done", "done")
+    expect(page.locator(".msg.tool-result pre").first).to_have_text(MARKUP)
+    page.reload()  # the stored transcript, read back from the store, shows it as text too
+    expect(page.locator(".msg.tool-result pre").first).to_have_text(MARKUP)
+    expect(page.locator(".msg.assistant").last).to_contain_text("<script>")
 
     assert page.evaluate("window.__pwned") is None
     assert page.locator("main script, main img, main b").count() == 0

@@ -19,6 +19,7 @@ from ..sessions import (
     StaleVersionError,
     StoredHistory,
     StoredMessage,
+    check_page,
     check_ttl,
     decode_messages,
     encode_message,
@@ -73,6 +74,17 @@ ON CONFLICT (agent, instance_id, session_id) DO UPDATE SET
 WHERE h.lease_owner IS NULL OR h.lease_owner = excluded.lease_owner OR h.lease_expires <= clock_timestamp()
 RETURNING version
 """
+
+
+# The agent's distinct instance ids holding messages, in code-point order ("C"), after %(after)s with
+# _AFTER, at most %(limit)s (NULL: all). An ordered index on (agent, instance_id COLLATE "C") over the
+# heads with messages turns it into a walk over the sessions of one page's instances (decision 0023).
+_INSTANCES = """
+SELECT DISTINCT instance_id COLLATE "C" AS id FROM session_heads
+WHERE agent = %(agent)s AND message_count > 0 {after}
+ORDER BY id LIMIT %(limit)s
+"""
+_AFTER = 'AND instance_id COLLATE "C" > %(after)s'
 
 
 def _check_key(key: SessionKey) -> SessionKey:
@@ -213,6 +225,19 @@ class PostgresSessionStore:
                 'AND message_count > 0 ORDER BY session_id COLLATE "C"',
                 (agent, instance_id),
             ).fetchall()
+            return [r[0] for r in rows]
+
+        return await self.db.run(read)
+
+    async def list_instances(
+        self, agent: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        check_page(limit)
+        _check_key(SessionKey(agent, "", "" if after is None else after))
+        query = _INSTANCES.format(after="" if after is None else _AFTER)
+
+        def read(conn: Conn) -> list[str]:
+            rows = conn.execute(query, {"agent": agent, "after": after, "limit": limit}).fetchall()
             return [r[0] for r in rows]
 
         return await self.db.run(read)

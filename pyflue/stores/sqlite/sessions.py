@@ -22,6 +22,7 @@ from ..sessions import (
     StaleVersionError,
     StoredHistory,
     StoredMessage,
+    check_page,
     check_ttl,
     decode_messages,
     encode_message,
@@ -59,6 +60,23 @@ _BUMP = (
     "lease_owner=CASE WHEN lease_owner=?5 THEN NULL ELSE lease_owner END, "
     "lease_expires=CASE WHEN lease_owner=?5 THEN NULL ELSE lease_expires END"
 )
+
+
+# The agent's distinct instance ids (after ?2 with _AFTER), at most ?3 (-1: no limit), as a loose index
+# scan: each step is one seek in the messages' primary key (agent, instance_id, ...) for the smallest
+# id after the previous one, so a page costs ?3 seeks however many messages and instances the agent
+# has. BINARY collation on UTF-8 text is code-point order, as Python sorts.
+_INSTANCES = """
+WITH RECURSIVE ids(id) AS (
+    SELECT (SELECT min(instance_id) FROM messages WHERE agent=?1 {after})
+    UNION ALL
+    SELECT (SELECT min(instance_id) FROM messages WHERE agent=?1 AND instance_id > ids.id)
+    FROM ids WHERE ids.id IS NOT NULL
+    LIMIT ?3
+)
+SELECT id FROM ids WHERE id IS NOT NULL
+"""
+_AFTER = "AND instance_id > ?2"
 
 
 def _version(conn: sqlite3.Connection, key: SessionKey) -> int:
@@ -133,6 +151,23 @@ class SQLiteSessionStore:
                 "ORDER BY session_id",
                 (agent, instance_id),
             ).fetchall()
+            return [r[0] for r in rows]
+
+        def work() -> list[str]:
+            return self.db.call(read, write=False) if self.db.exists() else []
+
+        return await anyio.to_thread.run_sync(work)
+
+    async def list_instances(
+        self, agent: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[str]:
+        check_page(limit)
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            if self.db.read_only and not table_exists(conn, "messages"):
+                return []
+            query = _INSTANCES.format(after="" if after is None else _AFTER)
+            rows = conn.execute(query, (agent, after, -1 if limit is None else limit)).fetchall()
             return [r[0] for r in rows]
 
         def work() -> list[str]:

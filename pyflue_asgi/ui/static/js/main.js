@@ -1,5 +1,5 @@
-// The dashboard's entry point: the API client, the token dialog, and a hash router
-// (#/runs, #/runs/<id>, #/agents[/<name>], #/dispatches) mounting one page at a time; each page
+// The dashboard's entry point: the API client, the token dialog, and a hash router (#/runs,
+// #/runs/<id>, #/agents[/<name>[/<instance>[/<session>]]], #/dispatches) mounting one page at a time; each page
 // returns a function that stops what it started (streams, timers) when the user leaves it.
 
 import { Api, ApiError } from "./api.js";
@@ -64,7 +64,7 @@ forget.addEventListener("click", () => {
 
 const ROUTES = [
   [/^#\/runs\/([^?]+)$/, (m) => (ctx) => runPage(main, ctx, decodeURIComponent(m[1]))],
-  [/^#\/agents(?:\/([^?]+))?$/, (m) => (ctx) => agentsPage(main, ctx, m[1] ? decodeURIComponent(m[1]) : null)],
+  [/^#\/agents(?:\/([^/?]+)(?:\/([^/?]+)(?:\/([^/?]+))?)?)?$/, (m) => (ctx) => agentsPage(main, ctx, ...[1, 2, 3].map((i) => (m[i] ? decodeURIComponent(m[i]) : null)))],
   [/^#\/dispatches(?:\?(.*))?$/, (m) => (ctx) => dispatchesPage(main, ctx, new URLSearchParams(m[1] ?? ""))],
   [/^(?:#\/?(?:runs)?)?(?:\?(.*))?$/, (m) => (ctx) => runsPage(main, ctx, new URLSearchParams(m[1] ?? ""))],
 ];
