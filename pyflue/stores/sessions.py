@@ -165,7 +165,7 @@ class SessionStore(Protocol):
         only the ids sorting after that one (pass the last id of the previous page). A page is
         exact however instances come and go between pages: no id is seen twice, and every id that
         held messages throughout is seen. How cheap a page is depends on the store's indexes
-        (docs/decisions/0023-agents-read-instance-listing.md)."""
+        (docs/decisions/0024-agent-instance-listing.md)."""
         ...
 
     async def acquire(self, key: SessionKey, owner: str, ttl: float) -> int | None:

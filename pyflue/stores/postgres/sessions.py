@@ -78,7 +78,7 @@ RETURNING version
 
 # The agent's distinct instance ids holding messages, in code-point order ("C"), after %(after)s with
 # _AFTER, at most %(limit)s (NULL: all). An ordered index on (agent, instance_id COLLATE "C") over the
-# heads with messages turns it into a walk over the sessions of one page's instances (decision 0023).
+# heads with messages turns it into a walk over the sessions of one page's instances (decision 0024).
 _INSTANCES = """
 SELECT DISTINCT instance_id COLLATE "C" AS id FROM session_heads
 WHERE agent = %(agent)s AND message_count > 0 {after}
