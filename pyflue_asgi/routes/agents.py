@@ -78,7 +78,7 @@ async def prompt(request: Request, state: ServerState) -> Response:
             "multitask=enqueue to wait for its turn or multitask=interrupt to abort the running prompt",
         )
     result = _result_type(body.result_schema)
-    model = _model_name(harness)
+    model = model_name(harness)
     hold = state.hold(key)  # no await since the busy check: two rejects cannot both pass
     if wants_sse(request):
         return _Streamed(_stream(state, session, body, result, multitask, model, hold), hold)
@@ -86,7 +86,7 @@ async def prompt(request: Request, state: ServerState) -> Response:
         if multitask == "interrupt" and session.operation_id is not None:
             await session.abort("interrupted by a newer prompt")
         outcome = await session.prompt(body.input, result=result)
-    return JSONResponse(_reply(outcome, model))
+    return JSONResponse({"result": result_body(outcome, model)})
 
 
 async def _stream(
@@ -102,7 +102,9 @@ async def _stream(
         if multitask == "interrupt" and session.operation_id is not None:
             await session.abort("interrupted by a newer prompt")
         async for chunk in prompt_stream(
-            session.stream(body.input, result=result), lambda r: _reply(r, model), debug=state.settings.debug
+            session.stream(body.input, result=result),
+            lambda r: {"result": result_body(r, model)},
+            debug=state.settings.debug,
         ):
             yield chunk
 
@@ -208,12 +210,14 @@ def _result_type(schema: dict[str, Any] | None) -> Any:
     return Annotated[base, WithJsonSchema(schema)]
 
 
-def _model_name(harness: AgentHarness) -> str:
+def model_name(harness: AgentHarness) -> str:
+    """The ``provider/model`` an agent instance answers with (as prompt results report it)."""
     model = harness.model
     return f"{model.provider}/{model.model_name}"
 
 
-def _reply(result: PromptResult, model: str) -> dict[str, Any]:
+def result_body(result: PromptResult, model: str) -> dict[str, Any]:
+    """A prompt's result as HTTP and WebSocket clients get it (one shape for both)."""
     body: dict[str, Any] = {
         "text": result.text,
         "usage": result.usage.to_dict(),
@@ -223,7 +227,7 @@ def _reply(result: PromptResult, model: str) -> dict[str, Any]:
     }
     if result.output is not None:
         body["output"] = result.output
-    return {"result": body}
+    return body
 
 
 _NAME = Param("name", "path", {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME}, "the agent")

@@ -21,6 +21,7 @@ from pyflue.runs import cancel_run
 
 from ..bodies import id_param
 from ..errors import ApiError, error_body, public, status_for
+from ..routes.agents import model_name, result_body
 from ..routes.workflows import record_body
 from ..state import ServerState, not_serving
 from .connection import Connection, Request, WebSocketOptions
@@ -128,7 +129,7 @@ class PromptRequest(Request):
                     f"session {message.session!r} of {self.agent}/{self.instance} is busy; retry later, or "
                     "send multitask enqueue to wait for its turn or interrupt to abort the running prompt",
                 )
-            model = f"{harness.model.provider}/{harness.model.model_name}"
+            model = model_name(harness)
             with state.hold(key):
                 self.session = session
                 if message.multitask == "interrupt" and session.operation_id is not None:
@@ -137,7 +138,7 @@ class PromptRequest(Request):
                     async with session.stream(message.message) as items:
                         async for item in items:
                             if isinstance(item, PromptResult):
-                                connection.send(result_message(request_id, _reply(item, model)))
+                                connection.send(result_message(request_id, result_body(item, model)))
                                 continue
                             if (
                                 self.operation_id is None
@@ -211,17 +212,3 @@ def _sole(group: ExceptionGroup[Exception]) -> Exception:
     while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
-
-
-def _reply(result: PromptResult, model: str) -> dict[str, Any]:
-    """The prompt's result, as the HTTP route's ``result``."""
-    body: dict[str, Any] = {
-        "text": result.text,
-        "usage": result.usage.to_dict(),
-        "operation_id": result.operation_id,
-        "finish_reason": result.finish_reason,
-        "model": model,
-    }
-    if result.output is not None:
-        body["output"] = result.output
-    return body
