@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, NotFoundError, shown
-from .runs import JournalStep, RunPage, RunRecord, decode_cursor, encode_cursor, not_resumable
+from .runs import (
+    JournalStep,
+    RunNotInterruptedError,
+    RunPage,
+    RunRecord,
+    decode_cursor,
+    encode_cursor,
+    not_resumable,
+)
 from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_ttl
 
 if TYPE_CHECKING:
@@ -217,7 +225,8 @@ class MemoryRunStore:
             self._journals.pop(run_id, None)
         return len(doomed)
 
-    async def record_step(self, run_id: str, step: JournalStep) -> None:
+    async def record_step(self, run_id: str, step: JournalStep, events: Sequence[Event] = ()) -> None:
+        self._events.setdefault(run_id, []).extend(events)
         self._journals.setdefault(run_id, {})[step.step] = step
 
     async def read_journal(self, run_id: str) -> list[JournalStep]:
@@ -229,7 +238,7 @@ class MemoryRunStore:
             raise NotFoundError(f"no run {shown(run_id)} in this store")
         position, record = entry
         if record.status != "interrupted":
-            raise ConfigError(not_resumable(record))
+            raise RunNotInterruptedError(not_resumable(record))
         reopened = record.model_copy(
             update={
                 "status": "running",
