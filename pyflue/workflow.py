@@ -538,6 +538,8 @@ async def _run(
         bus.seq = resume.last_seq  # the resumed attempt's events follow the earlier ones
     recorder = EventRecorder(functools.partial(store.append_events, run_id), f"run {run_id}")
     bus.subscribe(recorder)
+    if journal is not None:
+        journal.record_events(recorder)
     if options.on_event is not None:
         bus.subscribe(options.on_event)
     control = _RunControl()
