@@ -98,6 +98,8 @@ class Hosts:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         ready.unlink()
+        if self.database is not None:
+            time.sleep(1.5)  # PostgreSQL judges owners by lease: host A's (one second) runs out
 
     def lines(self, name: str) -> list[str]:
         path = self.work / name
