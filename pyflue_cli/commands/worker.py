@@ -24,7 +24,7 @@ Run a worker that delivers the input dispatched to the project's agents (pyflue 
 dispatch() from Python), in order per agent, instance and session, up to --concurrency sessions at
 once. Ctrl-C or SIGTERM stops it gracefully: deliveries in flight finish first. Several workers
 may share one project store; a worker that dies is taken over after --lease seconds.
---auto-resume also resumes interrupted resumable workflow runs (docs/resumable.md): at start and
+--auto-resume also resumes interrupted resumable workflow runs (resumable = True): at start and
 every few seconds; of several workers only one resumes a given run."""
 EXAMPLES = """\
 pyflue worker
