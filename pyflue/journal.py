@@ -24,12 +24,13 @@ subagent tasks, are journaled without knowing about runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from pydantic import TypeAdapter
@@ -38,7 +39,9 @@ from pydantic_core import to_json
 from .errors import WorkflowError
 from .models.base import Model, ModelRequest, ModelResponse, Usage
 from .models.messages import AssistantPart, ToolCallPart, ToolResultPart, messages_adapter
+from .recording import EventRecorder
 from .stores.runs import JournalStep, RunJournalStore
+from .tools import IDEMPOTENT_ATTRIBUTE, idempotent, is_idempotent
 
 __all__ = [
     "IDEMPOTENT_ATTRIBUTE",
@@ -51,12 +54,6 @@ __all__ = [
     "request_fingerprint",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: The attribute of a tool's function that declares it safe to run again when its outcome is
-#: unknown (set by :func:`idempotent`).
-IDEMPOTENT_ATTRIBUTE = "__pyflue_idempotent__"
-
 
 class ResumeDivergedError(WorkflowError):
     """A resumed run's code asked for a different step than its journal holds at that place: the
@@ -66,17 +63,6 @@ class ResumeDivergedError(WorkflowError):
 class StepOutcomeUnknownError(WorkflowError):
     """A step of a resumed run had started, and its process died before it recorded a result: it
     may or may not have taken effect. Declare the step idempotent to have it run again instead."""
-
-
-def idempotent(function: F) -> F:
-    """Declare a tool function (before ``define_tool``) or a ``ctx.step`` callable safe to run
-    again when a resumed run does not know whether it finished."""
-    setattr(function, IDEMPOTENT_ATTRIBUTE, True)
-    return function
-
-
-def is_idempotent(function: object) -> bool:
-    return getattr(function, IDEMPOTENT_ATTRIBUTE, False) is True
 
 
 @cache
@@ -169,6 +155,13 @@ class RunJournal:
         self.recorded_count = len(recorded)
         #: The first divergence found, kept even if the code catches it (the run then fails).
         self.diverged: ResumeDivergedError | None = None
+        self._events: EventRecorder | None = None
+
+    def record_events(self, recorder: EventRecorder) -> None:
+        """Write each step together with the run's events ``recorder`` holds until then, in one
+        transaction: after a crash, every recorded step's events are in the log, and no event of a
+        step after the last recorded one is."""
+        self._events = recorder
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -215,7 +208,10 @@ class RunJournal:
         async with self._lock:
             step = JournalStep(key, self._position, kind, name, fingerprint, status, result)  # type: ignore[arg-type]
             self._position += 1
-        await self.store.record_step(self.run_id, step)
+        if self._events is None:
+            await self.store.record_step(self.run_id, step)
+        else:
+            await self._events.commit(functools.partial(self.store.record_step, self.run_id, step))
 
     def _consume(self, key: str) -> None:
         """Mark ``key`` and every step inside it as asked for (a replayed result stands for them)."""

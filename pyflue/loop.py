@@ -249,7 +249,7 @@ class Turns:
     async def _journaled_tool(self, journal: RunJournal, key: str, call: ToolCallPart) -> ToolResultPart:
         """A tool call as a step of the run's journal (replayed with no events when recorded)."""
         tool = self.plan.tools.get(call.name)
-        retry = tool is not None and is_idempotent(tool.function)
+        retry = tool is not None and is_idempotent(tool)
         return await journal.tool_call(key, call, retry, lambda: self._run_tool(call))
 
     async def _run_tool(self, call: ToolCallPart) -> ToolResultPart:

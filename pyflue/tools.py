@@ -4,6 +4,10 @@
 model sees (with parameter descriptions taken from the docstring) and the validator that checks
 the model's arguments before the call. A tool may take a :class:`ToolContext` as its first
 parameter. Sync tools run in a worker thread so they never block the event loop.
+
+A tool declared **idempotent** (``define_tool(..., idempotent=True)``, or its function marked with
+:func:`idempotent` first) is safe to run again: a resumed run whose process died inside a call of it
+runs the call again instead of reporting an unknown outcome (docs/resumable.md).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
+from typing import Any, TypeVar, get_type_hints, overload
 
 import anyio
 import anyio.to_thread
@@ -23,7 +27,13 @@ from pydantic_core import PydanticSerializationError, to_json
 from .errors import ConfigError, ToolError, ToolTimeoutError
 from .models.base import ToolDefinition
 
-__all__ = ["Tool", "ToolContext", "define_tool"]
+__all__ = ["IDEMPOTENT_ATTRIBUTE", "Tool", "ToolContext", "define_tool", "idempotent", "is_idempotent"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The attribute of a function that declares it safe to run again when its outcome is unknown (set
+#: by :func:`idempotent`; ``define_tool`` reads it).
+IDEMPOTENT_ATTRIBUTE = "__pyflue_idempotent__"
 
 
 @dataclass(slots=True)
@@ -53,6 +63,7 @@ class Tool:
         "_validator",
         "description",
         "function",
+        "idempotent",
         "name",
         "parameters",
         "takes_ctx",
@@ -68,6 +79,7 @@ class Tool:
         validator: type[BaseModel] | None,
         takes_ctx: bool,
         timeout: float | None,
+        idempotent: bool = False,
     ) -> None:
         self.name = name
         self.function = function
@@ -77,6 +89,8 @@ class Tool:
         self._params = tuple(validator.model_fields) if validator is not None else ()
         self.takes_ctx = takes_ctx
         self.timeout = timeout
+        #: Whether the tool is safe to run again when a resumed run does not know if a call finished.
+        self.idempotent = idempotent
         self._definition: ToolDefinition | None = None
 
     @property
@@ -153,10 +167,15 @@ def define_tool(
     description: str | None = ...,
     parameters: dict[str, Any] | type[BaseModel] | None = ...,
     timeout: float | None = ...,
+    idempotent: bool | None = ...,
 ) -> Tool: ...
 @overload
 def define_tool(
-    *, name: str | None = ..., description: str | None = ..., timeout: float | None = ...
+    *,
+    name: str | None = ...,
+    description: str | None = ...,
+    timeout: float | None = ...,
+    idempotent: bool | None = ...,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -169,6 +188,7 @@ def define_tool(
     description: str | None = None,
     parameters: dict[str, Any] | type[BaseModel] | None = None,
     timeout: float | None = None,
+    idempotent: bool | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a tool.
 
@@ -177,16 +197,38 @@ def define_tool(
     - ``define_tool("name", execute, description=..., parameters=...)``: ``parameters`` is a JSON
       schema (the function gets the arguments as keywords) or a pydantic model; with neither, the
       schema comes from ``execute``'s signature.
+
+    ``idempotent=True`` declares the tool safe to run again when a resumed run does not know whether
+    a call finished (``None``: as the function is marked with :func:`idempotent`).
     """
+    if idempotent is not None and not isinstance(idempotent, bool):
+        raise ConfigError(f"define_tool: idempotent must be True or False, got {idempotent!r}")
     if isinstance(function_or_name, str):
         if execute is None:
             raise ConfigError(f"define_tool({function_or_name!r}, execute) needs the function to run")
-        return _build(execute, function_or_name, description, parameters, timeout)
+        return _build(execute, function_or_name, description, parameters, timeout, idempotent)
     if function_or_name is None:
-        return lambda fn: _build(fn, name, description, parameters, timeout)
+        return lambda fn: _build(fn, name, description, parameters, timeout, idempotent)
     if not callable(function_or_name) and not isinstance(function_or_name, Tool):
         raise ConfigError(f"define_tool expects a function, got {type(function_or_name).__name__}")
-    return _build(function_or_name, name, description, parameters, timeout)
+    return _build(function_or_name, name, description, parameters, timeout, idempotent)
+
+
+def idempotent(function: F) -> F:
+    """Declare a function safe to run again when a resumed run does not know whether it finished: a
+    tool's function (before ``define_tool``), a :class:`Tool`, or a ``ctx.step`` callable."""
+    if isinstance(function, Tool):
+        function.idempotent = True
+    else:
+        setattr(function, IDEMPOTENT_ATTRIBUTE, True)
+    return function
+
+
+def is_idempotent(function: object) -> bool:
+    """Whether a tool, or a function, was declared idempotent."""
+    if isinstance(function, Tool):
+        return function.idempotent
+    return getattr(function, IDEMPOTENT_ATTRIBUTE, False) is True
 
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -198,8 +240,11 @@ def _build(
     description: str | None,
     parameters: dict[str, Any] | type[BaseModel] | None,
     timeout: float | None,
+    idempotent: bool | None = None,
 ) -> Tool:
     if isinstance(fn, Tool):
+        if idempotent is not None:
+            fn.idempotent = idempotent
         return fn
     name = name or getattr(fn, "__name__", None)
     if not name or not _NAME.match(name):
@@ -241,7 +286,8 @@ def _build(
             schema = _clean(validator.model_json_schema())
         except Exception as exc:
             raise ConfigError(f"tool {name!r}: cannot build a schema from its signature: {exc}") from None
-    return Tool(name, fn, description or summary or name, schema, validator, takes_ctx, timeout)
+    declared = is_idempotent(fn) if idempotent is None else idempotent
+    return Tool(name, fn, description or summary or name, schema, validator, takes_ctx, timeout, declared)
 
 
 def _hints(fn: Callable[..., Any], name: str, params: list[inspect.Parameter]) -> dict[str, Any]:

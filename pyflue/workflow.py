@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +68,7 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowHost",
     "continue_run",
+    "resumable_journal",
     "run_workflow",
 ]
 
@@ -414,6 +415,11 @@ def _journal_store(store: RunStore) -> RunJournalStore:
 _RUN_STEP = "run"
 
 
+def resumable_journal(steps: Sequence[JournalStep]) -> bool:
+    """Whether a run's journal is a resumable run's (it holds the mark written at its creation)."""
+    return any(step.step == _RUN_STEP for step in steps)
+
+
 async def run_workflow(
     host: WorkflowHost,
     definition: WorkflowDefinition,
@@ -477,7 +483,7 @@ async def continue_run(
     if found is None:
         raise NotFoundError(f"no run {run_id!r}; list runs with `pyflue runs`")
     steps = await journal_store.read_journal(run_id)
-    if not any(step.step == _RUN_STEP for step in steps):
+    if not resumable_journal(steps):
         raise ConfigError(
             f"run {run_id!r} was not resumable (it kept no journal); only runs of workflows with "
             "`resumable = True` (or started with resumable=True) can be resumed"
@@ -538,6 +544,8 @@ async def _run(
         bus.seq = resume.last_seq  # the resumed attempt's events follow the earlier ones
     recorder = EventRecorder(functools.partial(store.append_events, run_id), f"run {run_id}")
     bus.subscribe(recorder)
+    if journal is not None:
+        journal.record_events(recorder)
     if options.on_event is not None:
         bus.subscribe(options.on_event)
     control = _RunControl()

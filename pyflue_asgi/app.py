@@ -10,7 +10,8 @@ lifespan=app.lifespan)``.
 from __future__ import annotations
 
 import os
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyflue import Project
+from pyflue.resuming import Resumer
 
 from . import openapi
 from .auth import Auth, AuthMiddleware, check_auth
@@ -44,10 +46,12 @@ class PyFlueApp:
         settings: Settings,
         websocket: WebSocketOptions,
         ui: bool = False,
+        auto_resume: bool = False,
     ) -> None:
         routes = table()
         self.openapi: dict[str, Any] = openapi.build(routes, auth=auth is not None)
         self.state = ServerState(project, settings, self.openapi)
+        self.auto_resume = auto_resume
         self.routes = routes
         inner = Starlette(
             routes=[*(_route(r, self.state) for r in routes), *socket_routes(self.state, websocket)],
@@ -73,8 +77,18 @@ class PyFlueApp:
 
     def lifespan(self, app: Any = None) -> AbstractAsyncContextManager[None]:
         """The app's lifespan as an async context manager: opens the stores, recovers orphaned
-        runs, and at the end lets runs in flight finish for the grace period."""
-        return self.state.lifespan()
+        runs (and with ``auto_resume`` resumes the resumable ones, at start and periodically), and
+        at the end lets runs in flight finish for the grace period."""
+        return self._lifespan()
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        async with self.state.lifespan():
+            if not self.auto_resume:
+                yield
+                return
+            async with Resumer(self.state.project, grace_period=self.state.settings.grace_period):
+                yield
 
 
 def create_app(
@@ -89,6 +103,7 @@ def create_app(
     grace_period: float = 10.0,
     websocket: WebSocketOptions | None = None,
     ui: bool = False,
+    auto_resume: bool = False,
 ) -> PyFlueApp:
     """The HTTP API of ``project`` (a :class:`~pyflue.Project` or its directory).
 
@@ -98,7 +113,8 @@ def create_app(
     ``poll_interval``: how often a followed run's store is read. ``feed_window``: events of a run kept
     in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
     ``websocket``: the WebSocket endpoints' options (:class:`~pyflue_asgi.ws.WebSocketOptions`).
-    ``ui``: serve the dashboard at ``/ui`` (docs/dashboard.md).
+    ``ui``: serve the dashboard at ``/ui`` (docs/dashboard.md). ``auto_resume``: resume the project's
+    interrupted resumable runs while serving (:class:`pyflue.resuming.Resumer`, docs/resumable.md).
     """
     if not isinstance(project, Project):
         project = Project.load(project)
@@ -114,7 +130,7 @@ def create_app(
         feed_window=feed_window,
         grace_period=grace_period,
     )
-    return PyFlueApp(project, auth, settings, websocket or WebSocketOptions(), ui)
+    return PyFlueApp(project, auth, settings, websocket or WebSocketOptions(), ui, auto_resume)
 
 
 def _route(route: ApiRoute, state: ServerState) -> Route:

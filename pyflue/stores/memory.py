@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, NotFoundError, shown
 from .changes import Topics, Watch
-from .runs import JournalStep, RunPage, RunRecord, decode_cursor, encode_cursor, not_resumable
+from .runs import (
+    JournalStep,
+    RunNotInterruptedError,
+    RunPage,
+    RunRecord,
+    decode_cursor,
+    encode_cursor,
+    not_resumable,
+)
 from .sessions import SessionKey, StaleVersionError, StoredHistory, StoredMessage, check_page, check_ttl
 
 if TYPE_CHECKING:
@@ -235,8 +243,11 @@ class MemoryRunStore:
             self._journals.pop(run_id, None)
         return len(doomed)
 
-    async def record_step(self, run_id: str, step: JournalStep) -> None:
+    async def record_step(self, run_id: str, step: JournalStep, events: Sequence[Event] = ()) -> None:
+        self._events.setdefault(run_id, []).extend(events)
         self._journals.setdefault(run_id, {})[step.step] = step
+        if events:
+            self._changes.touch(run_id)
 
     async def read_journal(self, run_id: str) -> list[JournalStep]:
         return sorted(self._journals.get(run_id, {}).values(), key=lambda s: s.position)
@@ -247,7 +258,7 @@ class MemoryRunStore:
             raise NotFoundError(f"no run {shown(run_id)} in this store")
         position, record = entry
         if record.status != "interrupted":
-            raise ConfigError(not_resumable(record))
+            raise RunNotInterruptedError(not_resumable(record))
         reopened = record.model_copy(
             update={
                 "status": "running",

@@ -26,6 +26,7 @@ __all__ = [
     "RUN_STATUSES",
     "JournalStep",
     "RunJournalStore",
+    "RunNotInterruptedError",
     "RunPage",
     "RunRecord",
     "RunStatus",
@@ -207,14 +208,21 @@ class JournalStep:
     result: Any = None
 
 
+class RunNotInterruptedError(ConfigError):
+    """``reopen_run`` of a run that is not ``interrupted``: still running (its owner is alive, or
+    another process reopened it first), or finished. Only one process can resume a run."""
+
+
 @runtime_checkable
 class RunJournalStore(Protocol):
     """What a run store needs for resumable runs: a journal of steps per run, and a way to hand an
     ``interrupted`` run to a new owner."""
 
-    async def record_step(self, run_id: str, step: JournalStep) -> None:
-        """Write ``step`` (replacing a ``started`` entry of the same ``step`` key), durably, before
-        the run uses its result."""
+    async def record_step(self, run_id: str, step: JournalStep, events: Sequence[Event] = ()) -> None:
+        """Write ``step`` (replacing a ``started`` entry of the same ``step`` key) and the run's
+        ``events`` produced up to it (the next ones of its log, as ``append_events`` writes them) in
+        one transaction, durably, before the run uses the step's result: after a crash the log and
+        the journal agree."""
         ...
 
     async def read_journal(self, run_id: str) -> list[JournalStep]:
@@ -223,8 +231,9 @@ class RunJournalStore(Protocol):
 
     async def reopen_run(self, run_id: str, owner_pid: int | None, owner_host: str | None) -> RunRecord:
         """Atomically turn an ``interrupted`` run back to ``running`` under a new owner and return
-        the record as it was (interrupted). ``NotFoundError`` when there is no such run;
-        ``ConfigError`` when the run is not ``interrupted`` (still running, or finished)."""
+        the record as it was (interrupted). Of processes reopening a run at once, on any host, one
+        succeeds; the others get :class:`RunNotInterruptedError`, as does a run that is still running
+        or finished. ``NotFoundError`` when there is no such run."""
         ...
 
 

@@ -33,6 +33,8 @@ pyflue serve
 TOKEN_ENV = "PYFLUE_API_TOKEN"
 #: How :func:`app_factory` finds the project in the processes uvicorn starts.
 PROJECT_ENV = "PYFLUE_SERVE_PROJECT"
+#: How :func:`app_factory` learns ``--auto-resume`` in the processes uvicorn starts.
+AUTO_RESUME_ENV = "PYFLUE_SERVE_AUTO_RESUME"
 #: Seconds open connections (SSE streams) get at shutdown before they are closed.
 SHUTDOWN_TIMEOUT = 15.0
 
@@ -49,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback --host without PYFLUE_API_TOKEN"
+    )
+    parser.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="resume interrupted resumable workflow runs while serving (default off)",
     )
 
 
@@ -71,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(f"serving needs the asgi extra: pip install 'pyflue[asgi]' ({exc})") from None
 
-    app = create_app(root, auth=tokens, ui=True)  # loads the project: its import errors show up now
+    auto_resume = bool(getattr(args, "auto_resume", False))
+    app = create_app(
+        root, auth=tokens, ui=True, auto_resume=auto_resume
+    )  # loads the project: its import errors show up now
     _announce(root, app, args)
     config: dict[str, Any] = {
         "host": args.host,
@@ -82,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.reload or args.workers > 1:
         os.environ[PROJECT_ENV] = str(root)
+        if auto_resume:
+            os.environ[AUTO_RESUME_ENV] = "1"
         uvicorn.run(
             "pyflue_cli.commands.serve:app_factory",
             factory=True,
@@ -102,7 +114,7 @@ def app_factory() -> Any:
     root = os.environ.get(PROJECT_ENV)
     if not root:
         raise CliError(f"{PROJECT_ENV} is not set; start the server with `pyflue serve`")
-    return create_app(root, auth=_tokens(), ui=True)
+    return create_app(root, auth=_tokens(), ui=True, auto_resume=os.environ.get(AUTO_RESUME_ENV) == "1")
 
 
 def _tokens() -> list[str] | None:

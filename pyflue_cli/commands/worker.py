@@ -23,10 +23,13 @@ DESCRIPTION = """\
 Run a worker that delivers the input dispatched to the project's agents (pyflue dispatch, or
 dispatch() from Python), in order per agent, instance and session, up to --concurrency sessions at
 once. Ctrl-C or SIGTERM stops it gracefully: deliveries in flight finish first. Several workers
-may share one project store; a worker that dies is taken over after --lease seconds."""
+may share one project store; a worker that dies is taken over after --lease seconds.
+--auto-resume also resumes interrupted resumable workflow runs (resumable = True): at start and
+every few seconds; of several workers only one resumes a given run."""
 EXAMPLES = """\
 pyflue worker
   pyflue worker --concurrency 8 --lease 15
+  pyflue worker --auto-resume
   pyflue --project path/to/project worker"""
 
 
@@ -57,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how soon another worker takes over an item if this one dies (default 10)",
     )
+    parser.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="also resume interrupted resumable workflow runs of the project (default off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from contextlib import AsyncExitStack
+
     import anyio
 
     from pyflue.dispatching import Dispatcher
+    from pyflue.resuming import Resumer
 
     from ..core import load_project
     from ..signals import cancel_on_signals
@@ -93,11 +104,14 @@ async def _serve(args: argparse.Namespace) -> int:
 
     with anyio.CancelScope() as scope:
         async with cancel_on_signals(scope, request):
-            async with dispatcher:
+            async with dispatcher, AsyncExitStack() as stack:
+                if getattr(args, "auto_resume", False):
+                    await stack.enter_async_context(Resumer(project, grace_period=dispatcher.grace_period))
                 print(
                     f"pyflue: worker {dispatcher.worker} delivering for {project.path} "
-                    f"(concurrency {dispatcher.concurrency}, lease {dispatcher.lease_seconds:g} s); "
-                    "Ctrl-C stops it",
+                    f"(concurrency {dispatcher.concurrency}, lease {dispatcher.lease_seconds:g} s"
+                    + (", resuming interrupted runs" if getattr(args, "auto_resume", False) else "")
+                    + "); Ctrl-C stops it",
                     flush=True,
                 )
                 await stop.wait()

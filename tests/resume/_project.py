@@ -99,3 +99,72 @@ async def run(ctx):
 
 def trip(place: str = "hotel") -> str:
     return TRIP.replace("PLACE", place)
+
+
+TRAVEL = '''\
+import os
+import pathlib
+import time
+
+from pyflue import create_agent, define_agent_profile, define_tool
+
+resumable = True
+DIR = pathlib.Path(os.environ["RESUME_DIR"])
+
+
+def note(file, line):
+    with open(DIR / file, "a") as f:
+        f.write(line + "\\n")
+
+
+def gate(name):
+    note("trace", name)
+    if os.environ.get("KILL_AT") == name:
+        (DIR / "ready").write_text(name)
+        time.sleep(3600)
+
+
+@define_tool(idempotent=True)
+async def verify(item: str) -> str:
+    """Verify a booking (safe to repeat)."""
+    note("verifies", item)
+    gate("verify:" + item + ":after")
+    return "ok-" + item
+
+
+@define_tool
+async def book(item: str) -> str:
+    """Book an item (a side effect: it must not happen twice)."""
+    note("side_effects", "book " + item)
+    gate("book:" + item + ":after")
+    return "ref-" + item
+
+
+@define_tool(name="lookup", idempotent=True)
+async def lookup_price(item: str) -> str:
+    """Look up a price (safe to repeat)."""
+    note("lookups", item)
+    gate("lookup:" + item + ":after")
+    return "price-" + item
+
+
+checker = define_agent_profile(
+    name="checker", description="Checks a booking.", instructions="You check bookings.", tools=[verify]
+)
+agent = create_agent(
+    lambda ctx: {"model": "openai/gpt-4.1-mini", "tools": [lookup_price, book], "subagents": [checker]}
+)
+
+
+def confirm():
+    note("confirms", "confirm")
+    return {"code": "C-42"}
+
+
+async def run(ctx):
+    session = await (await ctx.init(agent)).session()
+    first = await session.prompt("book hotel")
+    gate("between:1")
+    code = await ctx.step("confirm", confirm)
+    return {"first": first.text, "code": code}
+'''

@@ -180,7 +180,7 @@ def test_only_interrupted_resumable_runs_resume(tmp_path: Path, baseline: tuple[
     proc = _start("resume", project, work, "run-f")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
-    assert "ConfigError: run 'run-f' is completed; only an interrupted run can be resumed" in err
+    assert "RunNotInterruptedError: run 'run-f' is completed; only an interrupted run can be resumed" in err
 
 
 def test_pyflue_resume_cli_continues_a_killed_run(

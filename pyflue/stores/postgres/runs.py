@@ -13,6 +13,12 @@ heartbeat tells it to stop.
 Events of one run get a strictly increasing ``seq`` whoever writes them: each write locks the run's row
 and refuses a batch that does not start after the stored ``last_seq``. Every write that changes a run
 notifies its topic, so followers (:meth:`PostgresRunStore.watch`) wake at its commit.
+
+A running run also has an **owner token**, made by the store object that created or reopened it (a
+resumed run's new attempt). The owner's writes name it, so once another process reopened an
+interrupted run, an earlier owner that lost its lease (paused, partitioned) can neither extend the log
+nor the journal, nor renew the lease: its heartbeat tells it to stop. The journal of a resumable run
+(:meth:`PostgresRunStore.record_step`) is written in the same transaction as the events before it.
 """
 
 from __future__ import annotations
@@ -22,14 +28,24 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 
-from ...errors import ConfigError, InvalidIdError, NotFoundError
+from ...errors import ConfigError, InvalidIdError, NotFoundError, StoreError
 from ...events import Event
-from ...ids import encode_ulid, new_ulid_int
+from ...ids import new_ulid
 from ...models.base import Usage
 from ..dispatches import from_us, to_us
-from ..runs import RunPage, RunRecord, decode_cursor, encode_cursor, interrupted_error, usage_of
+from ..run_encoding import chunks, interrupted_end, unpack_events
+from ..run_encoding import json_bytes as _json
+from ..runs import (
+    JournalStep,
+    RunNotInterruptedError,
+    RunPage,
+    RunRecord,
+    decode_cursor,
+    encode_cursor,
+    not_resumable,
+)
 from .interface import Conn, Database
 from .schema import NOW_US, run_topic
 
@@ -40,8 +56,6 @@ __all__ = ["DEFAULT_RUN_LEASE", "PostgresRunStore"]
 
 #: Seconds a run's owner may stay silent before its run counts as interrupted.
 DEFAULT_RUN_LEASE = 15.0
-#: Events per stored chunk at most (a flush writes one chunk or a few).
-_CHUNK = 1024
 _COLUMNS = (
     "run_id, workflow, status, payload, result, error, usage, started_at, ended_at, duration_ms, "
     "owner_pid, owner_host"
@@ -51,6 +65,7 @@ _APPEND = f"""
 WITH r AS (
     UPDATE runs SET last_seq = %(last)s, lease_expires = greatest(lease_expires, {NOW_US} + %(lease)s)
     WHERE run_id = %(run)s AND status = 'running' AND last_seq < %(first)s
+        AND (%(token)s::text IS NULL OR owner_token = %(token)s)
     RETURNING run_id
 ), added AS (
     INSERT INTO run_events (run_id, seq, last_seq, events)
@@ -60,53 +75,21 @@ WITH r AS (
 SELECT pg_notify(%(channel)s, %(topic)s) FROM r
 """
 _HEARTBEAT = f"""
-WITH current AS (SELECT status, cancel_reason FROM runs WHERE run_id = %(run)s),
+WITH current AS (SELECT status, cancel_reason, owner_token FROM runs WHERE run_id = %(run)s),
 renewed AS (
     UPDATE runs SET lease_expires = {NOW_US} + %(lease)s
     WHERE run_id = %(run)s AND status = 'running' AND lease_expires < {NOW_US} + %(renew_below)s
+        AND (%(token)s::text IS NULL OR owner_token = %(token)s)
     RETURNING 1
 )
-SELECT status, cancel_reason FROM current
+SELECT status, cancel_reason, owner_token FROM current
 """
-_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
-
-
-def _json(value: Any) -> bytes:
-    """JSON that never fails: unknown objects become their ``repr`` (events hold user data)."""
-    return to_json(value, fallback=repr, inf_nan_mode="null", bytes_mode="base64")
-
-
-def _pack(event: Event) -> list[Any]:
-    """An event as a compact JSON row (its time as a number: ``Event`` makes the ISO form lazily)."""
-    return [
-        event.seq,
-        event.type,
-        event.event_id,
-        event.timestamp,
-        event.agent,
-        event.instance_id,
-        event.session_id,
-        event.operation_id,
-        event.parent_id,
-        event.data,
-    ]
-
-
-def _unpack(run_id: str, blob: bytes) -> list[Event]:
-    return [
-        Event(r[1], r[9], r[0], run_id, r[4], r[5], r[6], r[7], r[8], event_id=r[2], ts=r[3])
-        for r in from_json(blob)
-    ]
 
 
 def _chunks(events: Sequence[Event]) -> tuple[list[int], list[int], list[bytes]]:
-    """``run_events`` columns for ``events``: one row per :data:`_CHUNK` consecutive events."""
-    parts = [events[i : i + _CHUNK] for i in range(0, len(events), _CHUNK)]
-    return (
-        [p[0].seq for p in parts],
-        [p[-1].seq for p in parts],
-        [_json([_pack(e) for e in p]) for p in parts],
-    )
+    """``run_events`` columns for ``events``: one row per chunk of consecutive events."""
+    rows = chunks(events)
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 def _check_order(run_id: str, events: Sequence[Event], last_seq: int) -> None:
@@ -125,17 +108,6 @@ def _check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _ulid_value(text: str) -> int:
-    """The 128-bit value of a ULID string (0 for anything else)."""
-    value = 0
-    for char in text.upper():
-        digit = _CROCKFORD.get(char)
-        if digit is None:
-            return 0
-        value = value * 32 + digit
-    return value
-
-
 def _select_events(conn: Conn, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
     """Events with ``seq > after_seq`` (at most ``limit``), from the chunk holding the next one."""
     rows = conn.execute(
@@ -144,7 +116,7 @@ def _select_events(conn: Conn, run_id: str, after_seq: int, limit: int | None) -
         "ORDER BY seq LIMIT %(limit)s",
         {"run": run_id, "after": after_seq, "limit": limit},
     ).fetchall()
-    events = [e for (blob,) in rows for e in _unpack(run_id, bytes(blob)) if e.seq > after_seq]
+    events = [e for (blob,) in rows for e in unpack_events(run_id, bytes(blob)) if e.seq > after_seq]
     return events if limit is None else events[:limit]
 
 
@@ -176,9 +148,17 @@ class PostgresRunStore:
         self.db = db
         self.run_lease = run_lease
         self._lease_us = round(run_lease * 1_000_000)
+        # The owner token of each run this object created or reopened and has not finished.
+        self._tokens: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"PostgresRunStore({self.db!r}, run_lease={self.run_lease:g})"
+
+    def _owns(self, run_id: str, token: str | None) -> bool:
+        """Whether a run whose stored owner token is ``token`` is still this object's to write (a
+        run this object did not start or reopen is anybody's)."""
+        mine = self._tokens.get(run_id)
+        return mine is None or mine == token
 
     def _notify(self, conn: Conn, run_id: str) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (self.db.channel, run_topic(run_id)))
@@ -197,30 +177,25 @@ class PostgresRunStore:
         if row is None:
             return False
         started_us, pid, host, last_seq = row
-        events = _select_events(conn, run_id, 0, None)
-        started = started_us / 1_000_000
-        ended = max(started, events[-1].timestamp) if events else started
-        usage = usage_of(events)
-        error = interrupted_error(pid, host)
-        duration_ms = round((ended - started) * 1000, 3)
-        after = max((_ulid_value(e.event_id) for e in events), default=0)
-        end = Event(
-            "run_end",
-            {"status": "interrupted", "error": error, "duration_ms": duration_ms, "usage": usage.to_dict()},
-            last_seq + 1,
-            run_id,
-            event_id=encode_ulid(max(new_ulid_int(), after + 1)),
-            ts=max(time.time(), ended),
+        end = interrupted_end(
+            run_id, _select_events(conn, run_id, 0, None), started_us / 1_000_000, pid, host, last_seq
         )
-        firsts, lasts, blobs = _chunks([end])
+        firsts, lasts, blobs = _chunks([end.event])
         conn.execute(
             "INSERT INTO run_events (run_id, seq, last_seq, events) VALUES (%s, %s, %s, %s)",
             (run_id, firsts[0], lasts[0], blobs[0]),
         )
         conn.execute(
             "UPDATE runs SET status = 'interrupted', error = %s, ended_at = %s, duration_ms = %s, "
-            "usage = %s, last_seq = %s, cancel_reason = NULL WHERE run_id = %s",
-            (_json(error), round(ended * 1_000_000), duration_ms, _json(usage.to_dict()), end.seq, run_id),
+            "usage = %s, last_seq = %s, cancel_reason = NULL, owner_token = NULL WHERE run_id = %s",
+            (
+                _json(end.error),
+                round(end.ended_at * 1_000_000),
+                end.duration_ms,
+                _json(end.usage),
+                end.event.seq,
+                run_id,
+            ),
         )
         self._notify(conn, run_id)
         return True
@@ -251,10 +226,12 @@ class PostgresRunStore:
             record.duration_ms,
             record.owner_pid,
             record.owner_host,
+            token := new_ulid(),
             self._lease_us,
         )
         sql = (
-            f"INSERT INTO runs ({_COLUMNS}, lease_expires) VALUES ({', '.join(['%s'] * 12)}, {NOW_US} + %s) "
+            f"INSERT INTO runs ({_COLUMNS}, owner_token, lease_expires) "
+            f"VALUES ({', '.join(['%s'] * 13)}, {NOW_US} + %s) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING position"
         )
 
@@ -263,6 +240,7 @@ class PostgresRunStore:
                 raise ConfigError(f"run id {run_id!r} already exists; pick another or leave it out")
 
         await self.db.run(write)
+        self._tokens[run_id] = token
 
     async def append_events(self, run_id: str, events: Sequence[Event]) -> None:
         _check_run_id(run_id)
@@ -283,15 +261,18 @@ class PostgresRunStore:
                 "blobs": blobs,
                 "channel": self.db.channel,
                 "topic": run_topic(run_id),
+                "token": self._tokens.get(run_id),
             }
             if conn.execute(_APPEND, params).fetchone() is not None:
                 return
-            row = conn.execute("SELECT status, last_seq FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status, last_seq, owner_token FROM runs WHERE run_id = %s", (run_id,)
+            ).fetchone()
             if row is None:
                 raise NotFoundError(f"no run {run_id[:60]!r}; create the run before writing its events")
-            if row[0] == "running":
+            if row[0] == "running" and self._owns(run_id, row[2]):
                 _check_order(run_id, batch, int(row[1]))
-            # The run has ended (an owner that lost its lease): its log is closed by its run_end.
+            # The run has ended, or has a new owner (an owner that lost its lease): its log is not ours.
 
         await self.db.run(write)
 
@@ -309,12 +290,12 @@ class PostgresRunStore:
 
         def write(conn: Conn) -> None:
             row = conn.execute(
-                "SELECT status, last_seq FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
+                "SELECT status, last_seq, owner_token FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no run {run_id[:60]!r}; create the run before finishing it")
-            if row[0] != "running":
-                return  # already ended (interrupted while its owner was silent): the first end stands
+            if row[0] != "running" or not self._owns(run_id, row[2]):
+                return  # already ended (interrupted while its owner was silent), or resumed elsewhere
             last_seq = int(row[1])
             _check_order(run_id, batch, last_seq)
             if batch:
@@ -327,12 +308,16 @@ class PostgresRunStore:
                 last_seq = batch[-1].seq
             conn.execute(
                 "UPDATE runs SET status = %s, result = %s, error = %s, usage = %s, ended_at = %s, "
-                "duration_ms = %s, last_seq = %s, cancel_reason = NULL WHERE run_id = %s",
+                "duration_ms = %s, last_seq = %s, cancel_reason = NULL, owner_token = NULL "
+                "WHERE run_id = %s",
                 (*values, last_seq, run_id),
             )
             self._notify(conn, run_id)
 
-        await self.db.run(write)
+        try:
+            await self.db.run(write)
+        finally:
+            self._tokens.pop(run_id, None)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         _check_run_id(run_id)
@@ -416,13 +401,16 @@ class PostgresRunStore:
             "run": run_id,
             "lease": self._lease_us,
             "renew_below": self._lease_us * 2 // 3,
+            "token": self._tokens.get(run_id),
         }
         row = await self.db.run(lambda conn: conn.execute(_HEARTBEAT, params).fetchone())
         if row is None:
             return None
-        status, reason = row
+        status, reason, token = row
         if status == "interrupted":
             return f"the run was marked interrupted: its owner sent no sign of life for {self.run_lease:g} s"
+        if status == "running" and not self._owns(run_id, token):
+            return "the run was interrupted and resumed by another process; this attempt stops"
         return reason if status == "running" else None
 
     async def prune_runs(self, older_than: float) -> int:
@@ -432,7 +420,8 @@ class PostgresRunStore:
             row = conn.execute(
                 "WITH doomed AS "
                 "(DELETE FROM runs WHERE status <> 'running' AND ended_at < %s RETURNING run_id), "
-                "gone AS (DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM doomed)) "
+                "gone AS (DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM doomed)), "
+                "steps AS (DELETE FROM run_journal WHERE run_id IN (SELECT run_id FROM doomed)) "
                 "SELECT count(*) FROM doomed",
                 (cutoff,),
             ).fetchone()
@@ -454,6 +443,117 @@ class PostgresRunStore:
             ]
 
         return await self.db.in_thread(work)
+
+    # -- the journal of resumable runs ---------------------------------------------------------------
+
+    async def record_step(self, run_id: str, step: JournalStep, events: Sequence[Event] = ()) -> None:
+        """Write ``step`` and the ``events`` before it in one transaction (renewing the lease). A run
+        that ended, or that another process reopened, refuses both with ``StoreError``: this attempt
+        is not the run's owner any more and must not go on."""
+        _check_run_id(run_id)
+        batch = list(events)
+        if batch:
+            _check_order(run_id, batch, batch[0].seq - 1)
+        token = self._tokens.get(run_id)
+        row = (
+            run_id,
+            step.step,
+            step.position,
+            step.kind,
+            step.name,
+            step.fingerprint,
+            step.status,
+            None if step.result is None else _json(step.result),
+        )
+
+        def write(conn: Conn) -> None:
+            found = conn.execute(
+                "SELECT status, last_seq, owner_token FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
+            ).fetchone()
+            if found is None:
+                raise NotFoundError(f"no run {run_id[:60]!r}; create the run before journaling its steps")
+            status, last_seq, owner = found
+            if status != "running" or (token is not None and owner != token):
+                raise StoreError(
+                    f"run {run_id[:60]!r} is {status}"
+                    + (" under another owner" if status == "running" else "")
+                    + "; this attempt lost the run (its lease expired) and stops"
+                )
+            if batch:
+                _check_order(run_id, batch, int(last_seq))
+                firsts, lasts, blobs = _chunks(batch)
+                conn.execute(
+                    "INSERT INTO run_events (run_id, seq, last_seq, events) "
+                    "SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])",
+                    (run_id, firsts, lasts, blobs),
+                )
+                last_seq = batch[-1].seq
+            conn.execute(
+                f"UPDATE runs SET last_seq = %s, lease_expires = greatest(lease_expires, {NOW_US} + %s) "
+                "WHERE run_id = %s",
+                (last_seq, self._lease_us, run_id),
+            )
+            conn.execute(
+                "INSERT INTO run_journal (run_id, step, position, kind, name, fingerprint, status, result) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, step) DO UPDATE SET "
+                "position = excluded.position, kind = excluded.kind, name = excluded.name, "
+                "fingerprint = excluded.fingerprint, status = excluded.status, result = excluded.result",
+                row,
+            )
+            if batch:
+                self._notify(conn, run_id)
+
+        await self.db.run(write)
+
+    async def read_journal(self, run_id: str) -> list[JournalStep]:
+        _check_run_id(run_id)
+        rows = await self.db.run(
+            lambda conn: conn.execute(
+                "SELECT step, position, kind, name, fingerprint, status, result FROM run_journal "
+                "WHERE run_id = %s ORDER BY position",
+                (run_id,),
+            ).fetchall()
+        )
+        return [
+            JournalStep(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else from_json(bytes(r[6])))
+            for r in rows
+        ]
+
+    async def reopen_run(self, run_id: str, owner_pid: int | None, owner_host: str | None) -> RunRecord:
+        """Reopen an interrupted run (one whose lease just expired is interrupted first) under a new
+        owner token and a fresh lease of this store's ``run_lease``. The run's row is locked: of
+        processes reopening it at once, on any host, the first wins and the others get
+        :class:`~pyflue.stores.runs.RunNotInterruptedError`."""
+        _check_run_id(run_id)
+        token = new_ulid()
+
+        def write(conn: Conn) -> RunRecord:
+            found = conn.execute(
+                f"SELECT status = 'running' AND lease_expires < {NOW_US} FROM runs "
+                "WHERE run_id = %s FOR UPDATE",
+                (run_id,),
+            ).fetchone()
+            if found is None:
+                raise NotFoundError(f"no run {run_id[:60]!r} in {self.db.where}")
+            if found[0]:
+                self._interrupt(conn, run_id)
+            row = conn.execute(f"{_SELECT} WHERE run_id = %s", (run_id,)).fetchone()
+            assert row is not None
+            record = _record(row)
+            if record.status != "interrupted":
+                raise RunNotInterruptedError(not_resumable(record))
+            conn.execute(
+                "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, duration_ms = NULL, "
+                f"owner_pid = %s, owner_host = %s, owner_token = %s, lease_expires = {NOW_US} + %s, "
+                "cancel_reason = NULL WHERE run_id = %s",
+                (owner_pid, owner_host, token, self._lease_us, run_id),
+            )
+            self._notify(conn, run_id)
+            return record
+
+        record = await self.db.run(write)
+        self._tokens[run_id] = token
+        return record
 
     async def watch(self, run_id: str) -> Watch:
         """A watch that wakes when the run's log or record changes, from any process: call

@@ -127,7 +127,24 @@ CREATE TABLE dispatch_events (
 );
 """
 
+# Resumable runs: the journal of each run's steps, and the token of the attempt that owns a running
+# run (a reopened run gets a new one, so an earlier owner that lost its lease cannot write to it).
+_V2 = """
+ALTER TABLE runs ADD COLUMN owner_token text;
+CREATE TABLE run_journal (
+    run_id text NOT NULL,
+    step text NOT NULL,
+    position bigint NOT NULL,
+    kind text NOT NULL,
+    name text NOT NULL,
+    fingerprint text NOT NULL,
+    status text NOT NULL,
+    result bytea,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
 #: Every migration, in order: applying ``MIGRATIONS[:n]`` gives schema version ``n``.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,23 +19,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 
 from ...errors import ConfigError, NotFoundError, shown
 from ...events import Event
-from ...ids import encode_ulid, new_ulid_int
 from ...models.base import Usage
 from ..changes import Topics, Watch
 from ..liveness import own_start, owner_alive
+from ..run_encoding import chunks, interrupted_end, unpack_events
+from ..run_encoding import json_bytes as _json
 from ..runs import (
     JournalStep,
+    RunNotInterruptedError,
     RunPage,
     RunRecord,
     decode_cursor,
     encode_cursor,
-    interrupted_error,
     not_resumable,
-    usage_of,
 )
 from .database import SQLiteDatabase, table_exists
 
@@ -92,50 +92,11 @@ _RUN_COLUMNS = (
 _MISSING: Any = object()
 
 
-def _json(value: Any) -> bytes:
-    """JSON that never fails: unknown objects become their ``repr`` (events hold user data)."""
-    return to_json(value, fallback=repr, inf_nan_mode="null", bytes_mode="base64")
-
-
-#: Events per stored chunk at most (a flush writes one chunk or a few).
-_CHUNK = 1024
-
-
-def _pack(event: Event) -> list[Any]:
-    """An event as a compact JSON row: its ULID, and its time as a number (``Event`` makes the ISO
-    form only when a reader asks for it)."""
-    return [
-        event.seq,
-        event.type,
-        event.event_id,
-        event.timestamp,
-        event.agent,
-        event.instance_id,
-        event.session_id,
-        event.operation_id,
-        event.parent_id,
-        event.data,
-    ]
-
-
-def _chunks(run_id: str, events: Sequence[Event]) -> list[tuple[str, int, int, bytes]]:
-    """Rows of ``run_events``: each holds consecutive events (one flush) as a JSON array, so a
-    write costs one row per batch instead of one per event."""
-    return [
-        (run_id, part[0].seq, part[-1].seq, _json([_pack(e) for e in part]))
-        for part in (events[i : i + _CHUNK] for i in range(0, len(events), _CHUNK))
-    ]
-
-
-def _unpack(run_id: str, blob: bytes) -> list[Event]:
-    return [
-        Event(r[1], r[9], r[0], run_id, r[4], r[5], r[6], r[7], r[8], event_id=r[2], ts=r[3])
-        for r in from_json(blob)
-    ]
-
-
 def _insert_events(conn: sqlite3.Connection, run_id: str, events: Sequence[Event]) -> None:
-    conn.executemany("INSERT INTO run_events VALUES (?, ?, ?, ?)", _chunks(run_id, events))
+    """Rows of ``run_events``: each holds consecutive events (one flush) as a JSON array."""
+    conn.executemany(
+        "INSERT INTO run_events VALUES (?, ?, ?, ?)", [(run_id, *chunk) for chunk in chunks(events)]
+    )
 
 
 def _select_events(conn: sqlite3.Connection, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
@@ -146,7 +107,7 @@ def _select_events(conn: sqlite3.Connection, run_id: str, after_seq: int, limit:
         "(SELECT max(seq) FROM run_events WHERE run_id=?1 AND seq <= ?2 + 1), 0) ORDER BY seq LIMIT ?3",
         (run_id, after_seq, -1 if limit is None else limit),
     ).fetchall()
-    events = [e for (blob,) in rows for e in _unpack(run_id, blob) if e.seq > after_seq]
+    events = [e for (blob,) in rows for e in unpack_events(run_id, blob) if e.seq > after_seq]
     return events if limit is None else events[:limit]
 
 
@@ -177,20 +138,6 @@ def _record(row: Sequence[Any]) -> RunRecord:
     )
 
 
-_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
-
-
-def _ulid_value(text: str) -> int:
-    """The 128-bit value of a ULID string (0 for anything else: ids of old rows)."""
-    value = 0
-    for char in text.upper():
-        digit = _CROCKFORD.get(char)
-        if digit is None:
-            return 0
-        value = value * 32 + digit
-    return value
-
-
 def _mark_interrupted(conn: sqlite3.Connection, run_id: str) -> bool:
     """In a write transaction: end a ``running`` run as ``interrupted``, appending its ``run_end``
     (the next seq) so followers of its log stop. Its ``ended_at`` is its last sign of life. The
@@ -201,27 +148,13 @@ def _mark_interrupted(conn: sqlite3.Connection, run_id: str) -> bool:
     ).fetchone()
     if row is None or row[0] != "running":
         return False
-    started_at, pid, host = row[1], row[2], row[3]
     events = _select_events(conn, run_id, 0, None)
-    last_seq = events[-1].seq if events else 0
-    ended_at = max(started_at, events[-1].timestamp) if events else started_at
-    usage = usage_of(events)
-    error = interrupted_error(pid, host)
-    duration_ms = round((ended_at - started_at) * 1000, 3)
-    after = max((_ulid_value(e.event_id) for e in events), default=0)
-    end = Event(
-        "run_end",
-        {"status": "interrupted", "error": error, "duration_ms": duration_ms, "usage": usage.to_dict()},
-        last_seq + 1,
-        run_id,
-        event_id=encode_ulid(max(new_ulid_int(), after + 1)),
-        ts=max(time.time(), ended_at),
-    )
-    _insert_events(conn, run_id, [end])
+    end = interrupted_end(run_id, events, row[1], row[2], row[3], events[-1].seq if events else 0)
+    _insert_events(conn, run_id, [end.event])
     conn.execute(
         "UPDATE runs SET status='interrupted', error=?, ended_at=?, duration_ms=?, usage=?, "
         "cancel_reason=NULL WHERE run_id=?",
-        (_json(error), ended_at, duration_ms, _json(usage.to_dict()), run_id),
+        (_json(end.error), end.ended_at, end.duration_ms, _json(end.usage), run_id),
     )
     return True
 
@@ -470,7 +403,7 @@ class SQLiteRunStore:
 
     # -- the journal of resumable runs ---------------------------------------------------------------
 
-    async def record_step(self, run_id: str, step: JournalStep) -> None:
+    async def record_step(self, run_id: str, step: JournalStep, events: Sequence[Event] = ()) -> None:
         row = (
             run_id,
             step.step,
@@ -482,10 +415,15 @@ class SQLiteRunStore:
             None if step.result is None else _json(step.result),
         )
 
+        batch = list(events)
+
         def write(conn: sqlite3.Connection) -> None:
+            _insert_events(conn, run_id, batch)
             conn.execute("INSERT OR REPLACE INTO run_journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
         await self._go(lambda: self.db.call(write))
+        if batch:
+            self._changes.touch(run_id)
 
     async def read_journal(self, run_id: str) -> list[JournalStep]:
         def read(conn: sqlite3.Connection) -> list[JournalStep]:
@@ -512,7 +450,7 @@ class SQLiteRunStore:
                 raise NotFoundError(f"no run {shown(run_id)} in {self.db.path}")
             record = _record(rows[0])
             if record.status != "interrupted":
-                raise ConfigError(not_resumable(record))
+                raise RunNotInterruptedError(not_resumable(record))
             start = own_start() if owner_pid == os.getpid() else None
             conn.execute(
                 "UPDATE runs SET status='running', error=NULL, ended_at=NULL, duration_ms=NULL, "
