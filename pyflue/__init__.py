@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "FlueContext": "pyflue.workflow",
     "invoke_workflow": "pyflue.project",
     "resume_run": "pyflue.project",
+    "Resumer": "pyflue.resuming",
     "Project": "pyflue.project",
     "list_runs": "pyflue.runs",
     "get_run": "pyflue.runs",
@@ -89,6 +90,7 @@ __all__ = [
     "ModelSettings",
     "Project",
     "PromptResult",
+    "Resumer",
     "Role",
     "RunRecord",
     "Runtime",
@@ -149,6 +151,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .models.registry import register_provider, resolve_model
     from .profiles import AgentProfile, define_agent_profile, extend_agent_profile
     from .project import Project, invoke_workflow, resume_run
+    from .resuming import Resumer
     from .runs import cancel_run, get_run, iter_events, list_runs, prune_runs
     from .runtime import Runtime
     from .sandbox import Sandbox, SandboxFS, SandboxPolicy, local, sandbox_tools, virtual

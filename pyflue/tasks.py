@@ -334,6 +334,12 @@ def task_tool(harness: TaskParent) -> Tool | None:
         res = await run_task(harness, ctx.session, prompt, agent=agent, call_id=ctx.call_id)
         return res.text
 
+    # Idempotent for resumable runs: a task cut short runs again, and the steps inside it that
+    # finished (its model and tool calls, journaled one by one) replay instead of running twice.
     return define_tool(
-        TASK_TOOL, task, description=f"{_TOOL_DESCRIPTION}\n\nSubagents:\n{listing}", parameters=parameters
+        TASK_TOOL,
+        task,
+        description=f"{_TOOL_DESCRIPTION}\n\nSubagents:\n{listing}",
+        parameters=parameters,
+        idempotent=True,
     )

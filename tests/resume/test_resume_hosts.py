@@ -69,3 +69,27 @@ def test_a_run_killed_on_one_host_resumes_on_another(
     journal, events = pair.read("run-h")
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.data["status"] for e in events if e.type == "run_end"] == ["interrupted", "completed"]
+
+
+def test_a_run_killed_inside_a_subagent_task_reruns_the_task_replaying_its_finished_steps(
+    hosts: Callable[[str], Hosts], provider: Provider, baseline: tuple[dict[str, Any], int]
+) -> None:
+    expected, expected_requests = baseline
+    pair = hosts("verify-hotel-after")
+    before = len(provider.requests)
+    pair.kill_at("run-h", "verify:hotel:after")
+    journal, _ = pair.read("run-h")
+    task = next(s for s in journal if s.kind == "tool" and s.name == "task")
+    assert task.status == "started"  # cut short inside the subagent: its outcome is unknown
+    inner = [(s.kind, s.name, s.status) for s in journal if s.step.startswith(task.step + ".")]
+    assert inner == [("model", "openai/gpt-4.1-mini", "done"), ("tool", "verify", "started")]
+
+    record = pair.finish(pair.start("resume", pair.b, "run-h"))
+
+    assert record["status"] == "completed", record
+    # The task tool is idempotent, so it ran again: its first model call replayed from the journal
+    # (no request made twice), the cut-short verify ran again (it is idempotent too).
+    assert record["result"] == expected["result"]
+    assert len(provider.requests) - before == expected_requests
+    assert pair.lines("verifies") == ["hotel", "hotel"]
+    assert pair.lines("side_effects") == ["book hotel"]
