@@ -443,7 +443,14 @@ class PromptStream:
         group, self._group = self._group, None
         if group is None:
             return None
-        return await group.__aexit__(exc_type, exc, tb)
+        try:
+            return await group.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as errors:
+            # The producer reports its errors through the iterator and never raises, so a group
+            # holding only the block's own error is that error: it goes on as itself, typed.
+            if exc is None or len(errors.exceptions) != 1 or errors.exceptions[0] is not exc:
+                raise
+        raise exc
 
     def __aiter__(self) -> AsyncIterator[Event | PromptResult]:
         return self._items(own=self._scope is None)

@@ -366,6 +366,22 @@ async def test_leaving_a_stream_early_cancels_the_operation_cleanly() -> None:
     assert (await session.prompt("again", model=session_model)).text == "after"
 
 
+async def test_a_failing_stream_in_async_with_raises_its_own_error_not_a_group() -> None:
+    def broken(request: ModelRequest) -> str:
+        raise RuntimeError("provider exploded")
+
+    session = await make_session(FunctionModel(broken))
+    with pytest.raises(RuntimeError, match="provider exploded"):
+        async with session.stream("hi") as stream:
+            async for _ in stream:
+                pass
+    # An error of the caller's own block comes out as itself too.
+    session = await make_session(FunctionModel(lambda r: "fine"))
+    with pytest.raises(KeyError):
+        async with session.stream("hi"):
+            raise KeyError("the caller's own")
+
+
 async def test_a_stream_that_fails_raises_from_the_iterator() -> None:
     def broken(request: ModelRequest) -> str:
         raise RuntimeError("provider exploded")
