@@ -134,22 +134,15 @@ class PromptRequest(Request):
                 self.session = session
                 if message.multitask == "interrupt" and session.operation_id is not None:
                     await session.abort("interrupted by a newer prompt")
-                try:
-                    async with session.stream(message.message) as items:
-                        async for item in items:
-                            if isinstance(item, PromptResult):
-                                connection.send(result_message(request_id, result_body(item, model)))
-                                continue
-                            if (
-                                self.operation_id is None
-                                and item.operation_id
-                                and item.type == "operation_start"
-                            ):
-                                self.operation_id = item.operation_id
-                                connection.send(started_message(request_id, operation_id=item.operation_id))
-                            connection.send(_event(request_id, item, debug))
-                except ExceptionGroup as group:  # the stream's task group wraps what the operation raised
-                    raise _sole(group) from None
+                async with session.stream(message.message) as items:
+                    async for item in items:
+                        if isinstance(item, PromptResult):
+                            connection.send(result_message(request_id, result_body(item, model)))
+                            continue
+                        if self.operation_id is None and item.operation_id and item.type == "operation_start":
+                            self.operation_id = item.operation_id
+                            connection.send(started_message(request_id, operation_id=item.operation_id))
+                        connection.send(_event(request_id, item, debug))
             return
         raise AbortedError(f"prompt {request_id!r} was aborted before it started")
 
@@ -204,11 +197,3 @@ class InvokeRequest(Request):
 
     async def leave(self, abort_prompts: bool) -> None:
         self.scope.cancel()  # the run goes on; it stays readable at /runs/{id}
-
-
-def _sole(group: ExceptionGroup[Exception]) -> Exception:
-    """The one error inside ``group`` (nested groups included), or the group itself."""
-    error: Exception = group
-    while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
