@@ -17,6 +17,7 @@ runtime, created on first use and kept for the process, so the seed's code runs 
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
@@ -46,6 +47,14 @@ from .stores.sqlite import SQLiteDatabase, SQLiteDispatchStore, SQLiteRunStore, 
 __all__ = ["Runtime", "current_runtime"]
 
 
+def _check_run_lease(value: float, name: str, *, shown: str | None = None) -> float:
+    """``value`` if it is a positive finite number of seconds, else a ``ConfigError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        given = repr(value) if shown is None else repr(shown)
+        raise ConfigError(f"{name} must be a positive, finite number of seconds (e.g. 15), got {given[:60]}")
+    return float(value)
+
+
 class RunControl(Protocol):
     """A running workflow run as the runtime sees it: something that can be cancelled."""
 
@@ -65,13 +74,19 @@ class Runtime:
         session_store: SessionStore | None = None,
         database_url: str | None = None,
         session_lease_seconds: float = 10.0,
+        run_lease_seconds: float | None = None,
     ) -> None:
         if not session_lease_seconds > 0:
             raise ConfigError(f"session_lease_seconds must be positive, got {session_lease_seconds!r}")
+        if run_lease_seconds is not None:
+            _check_run_lease(run_lease_seconds, "run_lease_seconds")
         self._session_store = session_store
         #: How long a session's turn stays taken after the process holding it died (renewed every
         #: third of it while the operation runs).
         self.session_lease_seconds = session_lease_seconds
+        #: How long a PostgreSQL run whose owner stopped heartbeating stays ``running`` before it is
+        #: ``interrupted`` (default: ``PYFLUE_RUN_LEASE_SECONDS``, else 15 s; read with the URL).
+        self.run_lease_seconds = run_lease_seconds
         #: A ``postgresql://`` URL: projects keep sessions, runs and dispatches there instead of
         #: their SQLite file (default: ``PYFLUE_DATABASE_URL``, read when a store is first asked for).
         self.database_url = database_url
@@ -148,6 +163,21 @@ class Runtime:
         """The PostgreSQL database projects use, or None (their SQLite files)."""
         return self.database_url or os.environ.get("PYFLUE_DATABASE_URL") or None
 
+    @property
+    def run_lease(self) -> float | None:
+        """The lease of PostgreSQL runs: ``run_lease_seconds``, else ``PYFLUE_RUN_LEASE_SECONDS``,
+        else None (the run store's default, 15 s)."""
+        if self.run_lease_seconds is not None:
+            return self.run_lease_seconds
+        raw = os.environ.get("PYFLUE_RUN_LEASE_SECONDS", "").strip()
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        return _check_run_lease(value, "PYFLUE_RUN_LEASE_SECONDS", shown=raw[:40])
+
     def postgres(self, url: str) -> PostgresDatabase:
         """The one database object (one connection pool) of ``url`` (extra ``postgres``)."""
         self._check_open()
@@ -169,7 +199,7 @@ class Runtime:
             made: Any = (
                 db.session_store()
                 if kind == "session"
-                else db.run_store()
+                else db.run_store(run_lease=self.run_lease)
                 if kind == "run"
                 else db.dispatch_store()
             )

@@ -105,10 +105,10 @@ class PostgresDatabase:
         """The session store of this database."""
         return PostgresSessionStore(self)
 
-    def run_store(self, *, run_lease: float = DEFAULT_RUN_LEASE) -> PostgresRunStore:
+    def run_store(self, *, run_lease: float | None = None) -> PostgresRunStore:
         """The run store of this database; a run whose owner stopped heartbeating for ``run_lease``
-        seconds is ``interrupted``."""
-        return PostgresRunStore(self, run_lease=run_lease)
+        seconds (None: 15) is ``interrupted``."""
+        return PostgresRunStore(self, run_lease=DEFAULT_RUN_LEASE if run_lease is None else run_lease)
 
     def dispatch_store(self, *, clock: Callable[[], float] | None = None) -> PostgresDispatchStore:
         """The dispatch store of this database (``clock``: see :class:`PostgresDispatchStore`)."""

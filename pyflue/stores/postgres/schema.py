@@ -144,7 +144,14 @@ CREATE TABLE run_journal (
 );
 """
 
+# Listing an agent's instances in code-point order (decision 0024): an ordered walk over the heads
+# with messages, in the "C" collation the listing compares and sorts in.
+_V3 = """
+CREATE INDEX IF NOT EXISTS session_heads_instances
+    ON session_heads (agent, (instance_id COLLATE "C")) WHERE message_count > 0;
+"""
+
 #: Every migration, in order: applying ``MIGRATIONS[:n]`` gives schema version ``n``.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,7 +26,7 @@ from ..sessions import (
 )
 from .interface import Conn, Database
 
-__all__ = ["PostgresSessionStore"]
+__all__ = ["PostgresSessionStore", "instances_query"]
 
 _KEY = "agent = %s AND instance_id = %s AND session_id = %s"
 _INSERT_HEAD = "INSERT INTO session_heads AS h (agent, instance_id, session_id, version, message_count)"
@@ -76,15 +76,22 @@ RETURNING version
 """
 
 
-# The agent's distinct instance ids holding messages, in code-point order ("C"), after %(after)s with
-# _AFTER, at most %(limit)s (NULL: all). An ordered index on (agent, instance_id COLLATE "C") over the
-# heads with messages turns it into a walk over the sessions of one page's instances (decision 0024).
 _INSTANCES = """
 SELECT DISTINCT instance_id COLLATE "C" AS id FROM session_heads
 WHERE agent = %(agent)s AND message_count > 0 {after}
 ORDER BY id LIMIT %(limit)s
 """
 _AFTER = 'AND instance_id COLLATE "C" > %(after)s'
+
+
+def instances_query(*, after: bool) -> str:
+    """The query of one page of ``list_instances``: the agent's distinct instance ids holding messages
+    (``%(agent)s``), in code-point order ("C"), after ``%(after)s`` when ``after``, at most
+    ``%(limit)s`` (NULL: all). The index ``session_heads_instances`` on ``(agent, instance_id COLLATE
+    "C")`` over the heads with messages makes it an ordered walk over the sessions of one page's
+    instances (decision 0024). The query with ``after`` and the one without are separate texts, so
+    the first page's plan has no ``after`` condition to weigh."""
+    return _INSTANCES.format(after=_AFTER if after else "")
 
 
 def _check_key(key: SessionKey) -> SessionKey:
@@ -234,7 +241,7 @@ class PostgresSessionStore:
     ) -> list[str]:
         check_page(limit)
         _check_key(SessionKey(agent, "", "" if after is None else after))
-        query = _INSTANCES.format(after="" if after is None else _AFTER)
+        query = instances_query(after=after is not None)
 
         def read(conn: Conn) -> list[str]:
             rows = conn.execute(query, {"agent": agent, "after": after, "limit": limit}).fetchall()
