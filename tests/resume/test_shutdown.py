@@ -17,6 +17,7 @@ from pyflue.project import Project, invoke_workflow
 from pyflue.resuming import Resumer
 from pyflue.stores.runs import RunRecord
 from pyflue.stores.sqlite.runs import SQLiteRunStore
+from pyflue_asgi import create_app
 
 from ..core._workflow_helpers import write_project
 from ._waiting import waiting
@@ -137,3 +138,33 @@ async def test_a_cancel_request_while_the_runtime_closes_still_cancels(tmp_path:
     record, _ = await _read(root, "run-q")
     assert record.status == "cancelled" and record.error is not None
     assert record.error["reason"] == "cancel_requested"
+
+
+async def _until_status(root: Path, run_id: str, status: str) -> RunRecord:
+    with anyio.fail_after(30):
+        while (record := (await _read(root, run_id))[0]).status != status:  # noqa: ASYNC110 - another store
+            await anyio.sleep(0.02)
+    return record
+
+
+async def test_create_app_auto_resume_finishes_an_interrupted_run(tmp_path: Path) -> None:
+    root, work = _project(tmp_path), tmp_path
+    await _start_in_runtime(root, work, "run-app")
+    (work / "gate").write_text("served")
+    app = create_app(root, auto_resume=True, grace_period=0)
+    async with app.lifespan():
+        record = await _until_status(root, "run-app", "completed")
+    assert record.result == {"n": 2, "gate": "served"}
+    _, events = await _read(root, "run-app")
+    assert _ends(events) == ["interrupted", "completed"]
+
+
+async def test_an_app_whose_lifespan_ends_leaves_its_runs_interrupted(tmp_path: Path) -> None:
+    root, work = _project(tmp_path), tmp_path
+    app = create_app(root, grace_period=0)
+    async with app.lifespan():
+        handle = await app.state.start_run("wait", {"dir": str(work), "n": 1})
+        await _until(work / "waiting")
+    record, events = await _read(root, handle.run_id)
+    assert record.status == "interrupted" and _ends(events) == ["interrupted"]
+    assert handle.done.is_set()
