@@ -649,6 +649,13 @@ async def _supervise(
             tg.cancel_scope.cancel()
         return status, result, error, None
     except BaseException as exc:  # the caller was cancelled, or KeyboardInterrupt & co.
+        if control.reason is not None and control.kind != _SHUTDOWN:  # a request came first: it wins
+            return (
+                "cancelled",
+                None,
+                {**RunCancelledError(control.reason).to_dict(), "reason": control.kind},
+                exc,
+            )
         shutdown = runtime.closing or control.kind == _SHUTDOWN
         if isinstance(exc, anyio.get_cancelled_exc_class()) and not shutdown:
             error = {**RunCancelledError("the caller was cancelled").to_dict(), "reason": "caller_cancelled"}

@@ -11,12 +11,13 @@ from typing import Any
 import anyio
 import pytest
 
-from pyflue import Runtime, cancel_run, resume_run
+from pyflue import Runtime, resume_run
 from pyflue.errors import ConfigError
 from pyflue.project import Project, invoke_workflow
 from pyflue.resuming import Resumer
 from pyflue.stores.runs import RunRecord
 from pyflue.stores.sqlite.runs import SQLiteRunStore
+from pyflue.workflow import cancel_local
 from pyflue_asgi import create_app
 
 from ..core._workflow_helpers import write_project
@@ -122,22 +123,21 @@ async def test_a_stopping_resumer_leaves_its_resumed_run_interrupted(tmp_path: P
     assert (work / "steps").read_text().splitlines() == ["first"]
 
 
-async def test_a_cancel_request_while_the_runtime_closes_still_cancels(tmp_path: Path) -> None:
+async def test_a_cancel_request_made_before_the_runtime_closes_wins(tmp_path: Path) -> None:
     root, work = _project(tmp_path), tmp_path
-    async with Runtime():
+    async with Runtime() as runtime:
         project = await Project.load_async(root)
-        async with anyio.create_task_group() as group:
 
-            async def go() -> None:
-                record = await invoke_workflow(project, "wait", {"dir": str(work), "n": 1}, run_id="run-q")
-                assert record.status == "cancelled"
+        async def go() -> None:
+            await invoke_workflow(project, "wait", {"dir": str(work), "n": 1}, run_id="run-q")
 
-            group.start_soon(go)
-            await _until(work / "waiting")
-            assert await cancel_run("run-q", reason="asked", store=project.run_store)
-    record, _ = await _read(root, "run-q")
-    assert record.status == "cancelled" and record.error is not None
-    assert record.error["reason"] == "cancel_requested"
+        await runtime.start_soon(go)
+        await _until(work / "waiting")
+        assert cancel_local("run-q", "asked first")  # no checkpoint before the runtime closes
+    record, events = await _read(root, "run-q")
+    assert record.status == "cancelled" and _ends(events) == ["cancelled"]
+    assert record.error is not None
+    assert (record.error["reason"], record.error["message"]) == ("cancel_requested", "asked first")
 
 
 async def _until_status(root: Path, run_id: str, status: str) -> RunRecord:
