@@ -7,9 +7,12 @@ run that kept a journal, in this process (:func:`pyflue.workflow.continue_run`).
 atomic in the store, so of several resumers sharing a store (workers on one PostgreSQL database, or
 on one SQLite file) exactly one resumes a given run; the others skip it.
 
-When the resumer stops, runs it resumed get ``grace_period`` seconds to finish, then are cancelled
-(and recorded ``cancelled``, as any run whose caller stops). A run that keeps failing is not retried
-by the resumer beyond ``max_attempts`` resumptions: its record stays ``interrupted`` for a person.
+When the resumer stops, runs it resumed get ``grace_period`` seconds to finish, then are stopped and
+recorded ``interrupted`` (:func:`pyflue.workflow.interrupt_local`): the process stopped them, nobody
+asked to cancel them, so the next resumer (after a restart, or on another worker) continues them. A
+run cancelled by a request while it runs still ends ``cancelled``. A run that keeps failing is not
+retried by the resumer beyond ``max_attempts`` resumptions: its record stays ``interrupted`` for a
+person.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .errors import ConfigError
 from .stores.runs import RunJournalStore, RunNotInterruptedError, RunStore
 from .stores.sessions import SessionStore
-from .workflow import WorkflowHost, continue_run, resumable_journal
+from .workflow import WorkflowHost, continue_run, interrupt_local, resumable_journal
 
 __all__ = ["Resumer"]
 
@@ -156,6 +159,8 @@ class Resumer:
         if self._running:
             with anyio.move_on_after(self.grace_period, shield=True):
                 await self._idle.wait()
+        for run_id in list(self._running):
+            interrupt_local(run_id)  # recorded interrupted even if the cancel below reaches it first
         runs.cancel_scope.cancel()
         group.cancel_scope.cancel()
         try:

@@ -118,6 +118,7 @@ class Runtime:
         self.http: ClientPool | None = None
         self._mcp: MCPServers | None = None
         self._closed = False
+        self._closing = False
 
     # -- stores ------------------------------------------------------------------------------------
 
@@ -294,6 +295,19 @@ class Runtime:
 
     # -- lifetime ----------------------------------------------------------------------------------
 
+    @property
+    def closing(self) -> bool:
+        """Whether this runtime's owner has begun shutting down (:meth:`mark_closing`, or leaving
+        ``async with``, or :meth:`aclose`). A workflow run cancelled from outside once this is true
+        was cut short by the process, not by a request: it is recorded ``interrupted``, not
+        ``cancelled`` (docs/resumable.md)."""
+        return self._closing or self._closed
+
+    def mark_closing(self) -> None:
+        """Say that the owner is shutting down, before it cancels the work it runs in this
+        runtime (a server calls it when its lifespan ends). Idempotent; nothing else changes."""
+        self._closing = True
+
     @contextmanager
     def activate(self) -> Iterator[Runtime]:
         """Make this (open) runtime the current one in the block and the tasks started inside it.
@@ -328,6 +342,7 @@ class Runtime:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
+        self._closing = True
         self._activation.close()
         if self._token is not None:
             _current.reset(self._token)
@@ -346,7 +361,7 @@ class Runtime:
         """Release everything: background work is cancelled, databases are closed. Idempotent."""
         if self._closed:
             return
-        self._closed = True
+        self._closing = self._closed = True
         await self._close_mcp()
         if self._group is not None:
             self._group.cancel_scope.cancel()

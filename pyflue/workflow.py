@@ -11,9 +11,11 @@ The record exists *before* the workflow's code runs (``task_status.started(run_i
 ``await task_group.start(invoke_workflow, ...)`` hands out a run id that is already readable), and
 every run reaches a final status: an exception is ``failed``, a cancel request or the workflow's
 ``timeout`` is ``cancelled``, and a process that dies mid-run leaves a run the store marks
-``interrupted``. Every event of the run (agent operations, model calls, tools, tasks, logs) is
-written to the store in batches by a flusher task; the last batch and the final record are written
-together before :func:`invoke_workflow` returns.
+``interrupted``; so does a process that shuts down in an orderly way (its runtime closing,
+``KeyboardInterrupt``, ``SystemExit``, or its owner calling :func:`interrupt_local`): such a run is
+recorded ``interrupted`` itself, and a resumable one can be resumed. Every event of the run (agent
+operations, model calls, tools, tasks, logs) is written to the store in batches by a flusher task;
+the last batch and the final record are written together before :func:`invoke_workflow` returns.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ from .events import BUILTIN_TYPES, Event, EventBus, Observer
 from .ids import check_id, new_run_id
 from .journal import RunJournal, is_idempotent
 from .recording import EventRecorder
-from .runtime import current_runtime
+from .runtime import Runtime, current_runtime
 from .skills.documents import ProjectDocuments
-from .stores.runs import JournalStep, RunJournalStore, RunRecord, RunStore
+from .stores.runs import JournalStep, RunJournalStore, RunRecord, RunStore, interrupted_error
 from .stores.sessions import SessionStore
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "WorkflowDefinition",
     "WorkflowHost",
     "continue_run",
+    "interrupt_local",
     "resumable_journal",
     "run_workflow",
 ]
@@ -359,6 +362,22 @@ class _RunControl:
                 return
 
 
+#: The kind of cancel that says the process is shutting down: the run ends ``interrupted``.
+_SHUTDOWN = "shutdown"
+
+
+def interrupt_local(run_id: str) -> bool:
+    """End a run of this process ``interrupted`` (as if its process had stopped) rather than
+    ``cancelled``: what an owner that stops because the process shuts down does to the runs it
+    started (a resumable one can then be resumed elsewhere or after a restart). Called from the
+    run's event loop's thread; False when the run is not here."""
+    control = current_runtime().runs.get(run_id)
+    if not isinstance(control, _RunControl) or control.thread != threading.get_ident():
+        return False
+    control.cancel("the process is shutting down", _SHUTDOWN)
+    return True
+
+
 def cancel_local(run_id: str, reason: str) -> bool:
     """Cancel a run of this process directly when called from its event loop's thread; False
     when the run is not here (the store's cancel request then reaches it by polling)."""
@@ -564,12 +583,13 @@ async def _run(
     )
     if resume is not None and journal is not None:
         bus.emit("run_resume", {"attempt": resume.attempt, "journaled_steps": journal.recorded_count})
-    live = current_runtime().runs
+    runtime = current_runtime()
+    live = runtime.runs
     live[run_id] = control
     try:
         async with bus.delivering():
             status, result, error, escaped = await _supervise(
-                definition, ctx, control, limit, recorder, store, options.cancel_poll_interval
+                definition, ctx, control, limit, recorder, store, options.cancel_poll_interval, runtime
             )
             with anyio.CancelScope(shield=True):
                 duration_ms = elapsed_ms(started) + (record.duration_ms or 0.0)
@@ -612,9 +632,14 @@ async def _supervise(
     recorder: EventRecorder,
     store: RunStore,
     poll_interval: float,
+    runtime: Runtime,
 ) -> tuple[str, Any, dict[str, Any] | None, BaseException | None]:
     """The run's body beside its flusher and cancel poller: ``(status, result, error, escaped)``,
-    ``escaped`` being what cancelled the *caller* (re-raised once the run is recorded)."""
+    ``escaped`` being what cancelled the *caller* (re-raised once the run is recorded).
+
+    A caller cancelled while ``runtime`` is closing, ``KeyboardInterrupt``, ``SystemExit`` and the
+    like end the run ``interrupted`` (the process stopped it, as if it had died); a caller cancelled
+    otherwise (a task cancelling ``invoke_workflow``) ends it ``cancelled``."""
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.run)
@@ -624,12 +649,23 @@ async def _supervise(
             tg.cancel_scope.cancel()
         return status, result, error, None
     except BaseException as exc:  # the caller was cancelled, or KeyboardInterrupt & co.
-        reason = (
-            "the caller was cancelled"
-            if isinstance(exc, anyio.get_cancelled_exc_class())
-            else f"interrupted by {type(exc).__name__}"
-        )
-        return "cancelled", None, {**RunCancelledError(reason).to_dict(), "reason": "caller_cancelled"}, exc
+        if control.reason is not None and control.kind != _SHUTDOWN:  # a request came first: it wins
+            return (
+                "cancelled",
+                None,
+                {**RunCancelledError(control.reason).to_dict(), "reason": control.kind},
+                exc,
+            )
+        shutdown = runtime.closing or control.kind == _SHUTDOWN
+        if isinstance(exc, anyio.get_cancelled_exc_class()) and not shutdown:
+            error = {**RunCancelledError("the caller was cancelled").to_dict(), "reason": "caller_cancelled"}
+            return "cancelled", None, error, exc
+        return "interrupted", None, _interrupted(), exc
+
+
+def _interrupted() -> dict[str, Any]:
+    """The error of a run this process stopped as it shut down: a dead owner's (the store's own)."""
+    return interrupted_error(os.getpid(), socket.gethostname())
 
 
 @contextmanager
@@ -646,7 +682,8 @@ async def _execute(
 ) -> tuple[str, Any, dict[str, Any] | None]:
     """Run the workflow's code in the run's cancel scope: ``(status, result, error)``. Once the
     scope is cancelled (request, ``ctx.cancel``, timeout) the run is ``cancelled`` even if the code
-    raised something else while unwinding; code that swallows the cancellation and returns a value
+    raised something else while unwinding (``interrupted`` when the cancel was the process shutting
+    down, :func:`interrupt_local`); code that swallows the cancellation and returns a value
     completes."""
     failure: Exception | None = None
     with anyio.CancelScope() as scope:
@@ -666,6 +703,8 @@ async def _execute(
             failure = ctx._journal.diverged  # even when the code caught it: never a silent mix
     control.scope = None
     if scope.cancel_called and (scope.cancelled_caught or failure is not None):
+        if control.kind == _SHUTDOWN:
+            return "interrupted", None, _interrupted()
         if control.reason is None:
             control.reason, control.kind = (
                 f"the run timed out after {limit:g} s (the workflow's timeout)",

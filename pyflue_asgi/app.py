@@ -78,7 +78,8 @@ class PyFlueApp:
     def lifespan(self, app: Any = None) -> AbstractAsyncContextManager[None]:
         """The app's lifespan as an async context manager: opens the stores, recovers orphaned
         runs (and with ``auto_resume`` resumes the resumable ones, at start and periodically), and
-        at the end lets runs in flight finish for the grace period."""
+        at the end lets runs in flight finish for the grace period, then records those still running
+        ``interrupted`` (resumable ones are continued after a restart)."""
         return self._lifespan()
 
     @asynccontextmanager

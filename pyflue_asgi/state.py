@@ -4,10 +4,11 @@ dispatch worker that delivers input accepted by ``POST /agents/{name}/{id}/dispa
 
 Everything is opened in :meth:`ServerState.lifespan` and closed when it ends, in one place (the
 core's runtime object plugs in here). Runs started over HTTP belong to the lifespan's task group,
-not to the request that started them: a client that goes away never cancels a run. At shutdown,
-runs in flight and deliveries in flight share ``grace_period`` seconds to finish; then runs are
-cancelled (and recorded so), and deliveries are cancelled and left for the next worker to deliver
-again (their leases expire, as after a crash).
+not to the request that started them: a client that goes away never cancels a run. At shutdown, runs
+in flight and deliveries in flight share ``grace_period`` seconds to finish; then runs are stopped
+and recorded ``interrupted`` (the process stopped them, so a resumable one is resumed by ``pyflue
+resume`` or an ``auto_resume`` server after a restart), and deliveries are cancelled and left for
+the next worker to deliver again (their leases expire, as after a crash).
 """
 
 from __future__ import annotations
@@ -93,18 +94,18 @@ class ServerState:
     async def lifespan(self) -> AsyncIterator[None]:
         """Open the stores, mark runs orphaned by a dead process ``interrupted``, start the dispatch
         worker, serve; at the end give runs and deliveries in flight ``grace_period`` seconds, then
-        cancel them."""
+        cancel them (runs end ``interrupted``: the runtime is marked closing first)."""
         project = self.project
         async with Runtime() as runtime:
             self.runtime = runtime
             try:
-                async with self._serving(project):
+                async with self._serving(project, runtime):
                     yield
             finally:
                 self.runtime = None
 
     @asynccontextmanager
-    async def _serving(self, project: Project) -> AsyncIterator[None]:
+    async def _serving(self, project: Project, runtime: Runtime) -> AsyncIterator[None]:
         store: RunStore = project.run_store
         project.session_store  # noqa: B018 - open both stores of the file now, not on a first request
         recovered = await store.recover_interrupted()
@@ -124,6 +125,7 @@ class ServerState:
                     yield
                 finally:
                     self._group = None  # new runs are refused from here on
+                    runtime.mark_closing()  # runs cut short from here on end `interrupted`
                     deadline = anyio.current_time() + grace
                     with anyio.move_on_after(grace, shield=True):
                         for handle in list(self._runs.values()):
