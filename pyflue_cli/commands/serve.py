@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from ..arguments import positive
@@ -90,6 +93,23 @@ def run(args: argparse.Namespace) -> int:
         "log_level": "debug" if args.verbose else "info",
         "timeout_graceful_shutdown": SHUTDOWN_TIMEOUT,
     }
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it
+    # found: with the default one the process would die by the signal after a clean shutdown.
+    previous = signal.signal(signal.SIGTERM, _after_graceful_shutdown)
+    try:
+        _serve(uvicorn, app, root, args, config, auto_resume)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return COMPLETED
+
+
+def _after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handling: the server has stopped cleanly; exit normally."""
+
+
+def _serve(
+    uvicorn: Any, app: Any, root: Path, args: argparse.Namespace, config: dict[str, Any], auto_resume: bool
+) -> None:
     if args.reload or args.workers > 1:
         os.environ[PROJECT_ENV] = str(root)
         if auto_resume:
@@ -104,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         uvicorn.run(app, **config)
-    return COMPLETED
 
 
 def app_factory() -> Any:

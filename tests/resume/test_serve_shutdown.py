@@ -66,8 +66,8 @@ def _wait_for(path: Path, process: subprocess.Popen[str], log: Path) -> None:
 
 def _stop(process: subprocess.Popen[str], log: Path) -> None:
     process.send_signal(signal.SIGTERM)
-    # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit is SIGTERM's
-    assert process.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+    # A graceful shutdown on SIGTERM is a normal exit (uvicorn raises the signal again afterwards).
+    assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
     assert "Application shutdown complete." in log.read_text()
 
 
