@@ -99,7 +99,7 @@ def create_app(
     debug: bool = False,
     max_body: int = 1 << 20,
     heartbeat: float = 15.0,
-    poll_interval: float = 0.05,
+    poll_interval: float = 1.0,
     feed_window: int = 1_024,
     grace_period: float = 10.0,
     websocket: WebSocketOptions | None = None,
@@ -111,11 +111,12 @@ def create_app(
     ``auth``: a bearer token, several, or ``async def check(headers) -> bool``; ``/health`` stays
     open. ``debug``: internal error text in answers (never in production). ``max_body``: the request
     body limit in bytes (413 above it). ``heartbeat``: seconds between SSE keep-alive comments.
-    ``poll_interval``: how often a followed run's store is read. ``feed_window``: events of a run kept
-    in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
+    ``poll_interval``: the longest a followed run or dispatch goes unread; streams are woken by
+    the store's watch at each change, so this only bounds a missed wake-up. ``feed_window``: events
+    of a run kept in memory for its subscribers. ``grace_period``: seconds runs in flight get at shutdown.
     ``websocket``: the WebSocket endpoints' options (:class:`~pyflue_asgi.ws.WebSocketOptions`).
     ``ui``: serve the dashboard at ``/ui`` (docs/dashboard.md). ``auto_resume``: resume the project's
-    interrupted resumable runs while serving (:class:`pyflue.resuming.Resumer`, docs/resumable.md).
+    interrupted resumable runs while serving (:class:`pyflue.Resumer`, docs/resumable.md).
     """
     if not isinstance(project, Project):
         project = Project.load(project)
