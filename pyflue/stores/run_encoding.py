@@ -1,7 +1,8 @@
 """How run stores keep a run's log: compact JSON rows of events in chunks, and the ``run_end`` a store
 writes for a run whose owner died.
 
-Pure functions shared by the SQLite and PostgreSQL run stores, so both read and write the same bytes.
+Pure functions shared by the SQLite and PostgreSQL run stores, so both read and write the same bytes
+(journal steps of resumable runs included).
 An event is stored as a JSON array (its time as a number, its ULID as text: ``Event`` builds the ISO
 time lazily when a reader asks); consecutive events of one write are one chunk row, so a write costs
 one row per batch instead of one per event.
@@ -17,13 +18,14 @@ from pydantic_core import from_json, to_json
 
 from ..events import Event
 from ..ids import encode_ulid, new_ulid_int
-from .runs import interrupted_error, usage_of
+from .runs import JournalStep, interrupted_error, usage_of
 
 __all__ = [
     "CHUNK",
     "InterruptedEnd",
     "chunks",
     "interrupted_end",
+    "journal_row",
     "json_bytes",
     "pack_event",
     "ulid_value",
@@ -39,6 +41,12 @@ _CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
 def json_bytes(value: Any) -> bytes:
     """JSON that never fails: unknown objects become their ``repr`` (events hold user data)."""
     return to_json(value, fallback=repr, inf_nan_mode="null", bytes_mode="base64")
+
+
+def journal_row(run_id: str, step: JournalStep) -> tuple[Any, ...]:
+    """A journal step as both SQL stores keep it: the run, the step's fields, its result as JSON."""
+    result = None if step.result is None else json_bytes(step.result)
+    return (run_id, step.step, step.position, step.kind, step.name, step.fingerprint, step.status, result)
 
 
 def pack_event(event: Event) -> list[Any]:

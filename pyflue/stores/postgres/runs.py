@@ -35,7 +35,7 @@ from ...events import Event
 from ...ids import new_ulid
 from ...models.base import Usage
 from ..dispatches import from_us, to_us
-from ..run_encoding import chunks, interrupted_end, unpack_events
+from ..run_encoding import chunks, interrupted_end, journal_row, unpack_events
 from ..run_encoding import json_bytes as _json
 from ..runs import (
     JournalStep,
@@ -455,16 +455,7 @@ class PostgresRunStore:
         if batch:
             _check_order(run_id, batch, batch[0].seq - 1)
         token = self._tokens.get(run_id)
-        row = (
-            run_id,
-            step.step,
-            step.position,
-            step.kind,
-            step.name,
-            step.fingerprint,
-            step.status,
-            None if step.result is None else _json(step.result),
-        )
+        row = journal_row(run_id, step)
 
         def write(conn: Conn) -> None:
             found = conn.execute(

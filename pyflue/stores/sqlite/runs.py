@@ -26,7 +26,7 @@ from ...events import Event
 from ...models.base import Usage
 from ..changes import Topics, Watch
 from ..liveness import own_start, owner_alive
-from ..run_encoding import chunks, interrupted_end, unpack_events
+from ..run_encoding import chunks, interrupted_end, journal_row, unpack_events
 from ..run_encoding import json_bytes as _json
 from ..runs import (
     JournalStep,
@@ -404,16 +404,7 @@ class SQLiteRunStore:
     # -- the journal of resumable runs ---------------------------------------------------------------
 
     async def record_step(self, run_id: str, step: JournalStep, events: Sequence[Event] = ()) -> None:
-        row = (
-            run_id,
-            step.step,
-            step.position,
-            step.kind,
-            step.name,
-            step.fingerprint,
-            step.status,
-            None if step.result is None else _json(step.result),
-        )
+        row = journal_row(run_id, step)
 
         batch = list(events)
 
