@@ -99,7 +99,7 @@ def create_app(
     debug: bool = False,
     max_body: int = 1 << 20,
     heartbeat: float = 15.0,
-    poll_interval: float = 1.0,
+    poll_interval: float = 0.05,
     feed_window: int = 1_024,
     grace_period: float = 10.0,
     websocket: WebSocketOptions | None = None,
