@@ -59,13 +59,16 @@ def _wait_gate(hosts: Hosts, proc: subprocess.Popen[str]) -> None:
 
 
 def _stop(*procs: subprocess.Popen[str]) -> list[str]:
+    """Stop each worker with SIGTERM once it is serving (its banner is its first stdout line: a
+    signal before its handler is installed would kill it like any process); each exits 0."""
     outs = []
     for proc in procs:
+        banner = proc.stdout.readline()  # type: ignore[union-attr]
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err[-3000:]
-        outs.append(out)
+        outs.append(banner + out)
     return outs
 
 
