@@ -92,6 +92,16 @@ def _chunks(events: Sequence[Event]) -> tuple[list[int], list[int], list[bytes]]
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
+def _insert_events(conn: Conn, run_id: str, events: Sequence[Event]) -> None:
+    """Rows of ``run_events`` for ``events`` (one per chunk), in one statement."""
+    firsts, lasts, blobs = _chunks(events)
+    conn.execute(
+        "INSERT INTO run_events (run_id, seq, last_seq, events) "
+        "SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])",
+        (run_id, firsts, lasts, blobs),
+    )
+
+
 def _check_order(run_id: str, events: Sequence[Event], last_seq: int) -> None:
     for event in events:
         if event.seq <= last_seq:
@@ -180,11 +190,7 @@ class PostgresRunStore:
         end = interrupted_end(
             run_id, _select_events(conn, run_id, 0, None), started_us / 1_000_000, pid, host, last_seq
         )
-        firsts, lasts, blobs = _chunks([end.event])
-        conn.execute(
-            "INSERT INTO run_events (run_id, seq, last_seq, events) VALUES (%s, %s, %s, %s)",
-            (run_id, firsts[0], lasts[0], blobs[0]),
-        )
+        _insert_events(conn, run_id, [end.event])
         conn.execute(
             "UPDATE runs SET status = 'interrupted', error = %s, ended_at = %s, duration_ms = %s, "
             "usage = %s, last_seq = %s, cancel_reason = NULL, owner_token = NULL WHERE run_id = %s",
@@ -299,12 +305,7 @@ class PostgresRunStore:
             last_seq = int(row[1])
             _check_order(run_id, batch, last_seq)
             if batch:
-                firsts, lasts, blobs = _chunks(batch)
-                conn.execute(
-                    "INSERT INTO run_events (run_id, seq, last_seq, events) "
-                    "SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])",
-                    (run_id, firsts, lasts, blobs),
-                )
+                _insert_events(conn, run_id, batch)
                 last_seq = batch[-1].seq
             conn.execute(
                 "UPDATE runs SET status = %s, result = %s, error = %s, usage = %s, ended_at = %s, "
@@ -472,12 +473,7 @@ class PostgresRunStore:
                 )
             if batch:
                 _check_order(run_id, batch, int(last_seq))
-                firsts, lasts, blobs = _chunks(batch)
-                conn.execute(
-                    "INSERT INTO run_events (run_id, seq, last_seq, events) "
-                    "SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])",
-                    (run_id, firsts, lasts, blobs),
-                )
+                _insert_events(conn, run_id, batch)
                 last_seq = batch[-1].seq
             conn.execute(
                 f"UPDATE runs SET last_seq = %s, lease_expires = greatest(lease_expires, {NOW_US} + %s) "
