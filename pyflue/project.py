@@ -40,7 +40,6 @@ import traceback
 import types
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -52,7 +51,7 @@ from .agent import AgentDefinition, AgentHarness, init
 from .errors import ConfigError, UnknownAgentError, WorkflowError
 from .events import Observer
 from .runtime import current_runtime
-from .skills.documents import ProjectDocuments, Role, Skill, load_documents
+from .skills.documents import LoadError, ProjectDocuments, Role, Skill, load_documents
 from .stores.runs import RunRecord, RunStore
 from .stores.sessions import SessionStore
 from .workflow import RunOptions, WorkflowDefinition, continue_run, run_workflow
@@ -64,22 +63,6 @@ DB_PATH = Path(".pyflue") / "pyflue.db"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _KINDS: tuple[Literal["agent", "workflow"], ...] = ("agent", "workflow")
-
-
-@dataclass(frozen=True, slots=True)
-class LoadError:
-    """Why one agent, workflow, skill, role or ``AGENTS.md`` file could not be loaded. ``str()`` reads
-    ``<path>:<line>: <what went wrong>``."""
-
-    kind: Literal["agent", "workflow", "skill", "role", "instructions"]
-    name: str
-    path: Path
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.message}"
 
 
 class Project:
@@ -199,7 +182,7 @@ class Project:
                     self._error(kind, name, file, str(exc))
         self.documents = load_documents(source)
         for problem in self.documents.errors:
-            self._error(problem.kind, problem.name, problem.path, problem.message, problem.line)
+            self._record(problem)
 
     def _error(
         self,
@@ -209,8 +192,11 @@ class Project:
         message: str,
         line: int | None = None,
     ) -> None:
-        key = name if name not in self.errors else f"{kind}:{name}"
-        self.errors[key] = LoadError(kind, name, path, message, line)
+        self._record(LoadError(kind, name, path, message, line))
+
+    def _record(self, error: LoadError) -> None:
+        key = error.name if error.name not in self.errors else f"{error.kind}:{error.name}"
+        self.errors[key] = error
 
     # -- lookups -----------------------------------------------------------------------------------
 

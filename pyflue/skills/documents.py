@@ -28,6 +28,7 @@ from .schema import check_schema
 
 __all__ = [
     "DocumentError",
+    "LoadError",
     "ProjectDocuments",
     "Role",
     "Skill",
@@ -50,11 +51,12 @@ MAX_LISTED_FILES = 100
 
 
 @dataclass(frozen=True, slots=True)
-class DocumentError:
-    """Why one skill, role or ``AGENTS.md`` file could not be loaded. ``str()`` reads
+class LoadError:
+    """Why one file of a project (an agent, workflow, skill, role or ``AGENTS.md``) could not be
+    loaded; the loaders here report the last three, ``Project`` all five. ``str()`` reads
     ``<path>:<line>: <why>``."""
 
-    kind: Literal["skill", "role", "instructions"]
+    kind: Literal["agent", "workflow", "skill", "role", "instructions"]
     name: str
     path: Path
     message: str
@@ -63,6 +65,10 @@ class DocumentError:
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else str(self.path)
         return f"{where}: {self.message}"
+
+
+#: The name the skill and role loaders' records are documented under.
+DocumentError = LoadError
 
 
 @dataclass(frozen=True, slots=True, eq=False)
